@@ -1,0 +1,143 @@
+"""LLMClient: any backend + the response cache + call statistics.
+
+Every stage talks to models through this class; it never talks to a backend directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+from r2_write.llm.base import ChatBackend, Conversation, Generation, LLMError
+from r2_write.llm.cache import ResponseCache, cache_key
+from r2_write.llm.config import LLMConfig, SamplingParams
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CallStats:
+    """Counters of one client: model calls made, cache hits, tokens, failures."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    failures: int = 0
+
+    def as_metrics(self, prefix: str) -> dict[str, float]:
+        return {f"{prefix}/{k}": float(v) for k, v in asdict(self).items()}
+
+
+def build_backend(cfg: LLMConfig) -> ChatBackend:
+    """Instantiate the configured backend (heavy ones are imported lazily)."""
+    if cfg.backend == "transformers":
+        from r2_write.llm.transformers_backend import TransformersBackend
+
+        return TransformersBackend(cfg)
+    if cfg.backend == "openai":
+        from r2_write.llm.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(cfg)
+    if cfg.backend == "vllm":
+        from r2_write.llm.vllm_backend import VLLMBackend
+
+        return VLLMBackend(cfg)
+    raise LLMError(f"unknown backend {cfg.backend!r}; choose one of transformers, openai, vllm")
+
+
+class LLMClient:
+    """Batched, cached chat generation.
+
+    Requests are cut into fixed chunks of the *whole* request list (``chunk_size``);
+    each chunk is generated and committed to the cache at once, and the seed of a chunk
+    depends only on its contents. A killed run therefore resumes with exactly the chunks
+    it had not finished, and produces the same outputs an uninterrupted run would.
+    """
+
+    def __init__(self, cfg: LLMConfig, backend: ChatBackend | None = None, cache: ResponseCache | None = None):
+        self.cfg = cfg
+        self.backend = backend or build_backend(cfg)
+        self.cache = cache if cache is not None else (ResponseCache(cfg.cache_path) if cfg.cache_path else None)
+        self.stats = CallStats()
+        self.chunk_size = cfg.batch_size if cfg.backend != "openai" else max(cfg.max_concurrency * 4, 32)
+
+    def _key(self, kind: str, conv: Conversation, **extra) -> str:
+        return cache_key(kind=kind, backend=self.cfg.backend, model=self.cfg.model, messages=conv, **extra)
+
+    def generate(self, conversations: list[Conversation], sampling: SamplingParams) -> list[Generation]:
+        """Generate one completion per conversation, from the cache where possible.
+
+        Failed generations (``error`` set) are returned, counted and never cached.
+        """
+        keys = [self._key("chat", c, sampling=sampling.model_dump()) for c in conversations]
+        out: list[Generation | None] = [None] * len(conversations)
+        for start in range(0, len(conversations), self.chunk_size):
+            idx = list(range(start, min(start + self.chunk_size, len(conversations))))
+            cached = self.cache.get_many([keys[i] for i in idx]) if self.cache else {}
+            self.stats.cache_hits += len(cached)
+            todo = [i for i in idx if keys[i] not in cached]
+            for i in idx:
+                if keys[i] in cached:
+                    out[i] = Generation(**cached[keys[i]])
+            if not todo:
+                continue
+            chunk_seed = int(cache_key(seed=sampling.seed, keys=[keys[i] for i in idx])[:8], 16)
+            chunk_sampling = sampling.model_copy(update={"seed": chunk_seed}) if self.cfg.backend != "openai" else sampling
+            gens = self.backend.generate([conversations[i] for i in todo], chunk_sampling)
+            fresh = {}
+            for i, g in zip(todo, gens):
+                out[i] = g
+                self.stats.calls += 1
+                self.stats.prompt_tokens += g.prompt_tokens
+                self.stats.completion_tokens += g.completion_tokens
+                if g.ok:
+                    fresh[keys[i]] = asdict(g)
+                else:
+                    self.stats.failures += 1
+            if self.cache:
+                self.cache.put_many(fresh)
+        logger.info(
+            "LLM %s/%s: %d requests, %d cache hits, %d model calls, %d failures",
+            self.cfg.backend, self.cfg.model, len(conversations), self.stats.cache_hits,
+            self.stats.calls, self.stats.failures,
+        )
+        return out  # type: ignore[return-value]
+
+    @property
+    def supports_token_probs(self) -> bool:
+        return hasattr(self.backend, "next_token_probs")
+
+    def next_token_probs(
+        self, conversations: list[Conversation], candidates: list[str], assistant_prefix: str = ""
+    ) -> list[dict[str, float]]:
+        """Cached next-token probabilities of ``candidates`` (backends that expose them)."""
+        if not self.supports_token_probs:
+            raise LLMError(
+                f"backend {self.cfg.backend!r} does not expose token probabilities; "
+                "use judge mode 'generate' for this backend"
+            )
+        keys = [self._key("probs", c, candidates=candidates, prefix=assistant_prefix) for c in conversations]
+        cached = self.cache.get_many(keys) if self.cache else {}
+        self.stats.cache_hits += len(cached)
+        todo = [i for i, k in enumerate(keys) if k not in cached]
+        fresh = {}
+        for start in range(0, len(todo), self.cfg.batch_size):
+            part = todo[start : start + self.cfg.batch_size]
+            probs = self.backend.next_token_probs([conversations[i] for i in part], candidates, assistant_prefix)
+            self.stats.calls += len(part)
+            fresh.update({keys[i]: p for i, p in zip(part, probs)})
+            if self.cache:
+                self.cache.put_many({keys[i]: fresh[keys[i]] for i in part})
+        return [cached[k] if k in cached else fresh[k] for k in keys]
+
+
+_CLIENTS: dict[str, LLMClient] = {}
+
+
+def get_client(cfg: LLMConfig) -> LLMClient:
+    """Return a process-wide client for ``cfg`` (a local model is loaded once per process)."""
+    key = cfg.model_dump_json()
+    if key not in _CLIENTS:
+        _CLIENTS[key] = LLMClient(cfg)
+    return _CLIENTS[key]

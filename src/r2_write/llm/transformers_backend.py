@@ -1,0 +1,124 @@
+"""Local chat generation with transformers (the default backend)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from r2_write.llm.base import Conversation, Generation, LLMError
+from r2_write.llm.config import LLMConfig, SamplingParams
+
+logger = logging.getLogger(__name__)
+
+
+def load_model_and_tokenizer(path: str, device: str = "auto", dtype: str = "auto"):
+    """Load a causal LM and its tokenizer from a local directory (left padding for batches)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not Path(path).exists():
+        raise LLMError(
+            f"model directory {path!r} does not exist; run `make model` to prepare the embedded "
+            "model, or set the model path in conf/base/parameters.yml"
+        )
+    tok = AutoTokenizer.from_pretrained(path, padding_side="left")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    return model.to(dev).eval(), tok
+
+
+class TransformersBackend:
+    """Batched local generation with the model's chat template applied."""
+
+    name = "transformers"
+
+    def __init__(self, cfg: LLMConfig, model=None, tokenizer=None):
+        self.cfg = cfg
+        self.model_name = self.model = cfg.model
+        if model is None:
+            model, tokenizer = load_model_and_tokenizer(cfg.model, cfg.device, cfg.dtype)
+        self.lm, self.tok = model, tokenizer
+
+    def _encode(self, conversations: list[Conversation], assistant_prefix: str = "") -> dict:
+        texts = [
+            self.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) + assistant_prefix
+            for c in conversations
+        ]
+        return self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.lm.device)
+
+    @torch.no_grad()
+    def generate(self, conversations: list[Conversation], sampling: SamplingParams) -> list[Generation]:
+        """Generate in batches of ``cfg.batch_size``; seeded by ``sampling.seed``."""
+        out: list[Generation] = []
+        for start in range(0, len(conversations), self.cfg.batch_size):
+            batch = self._encode(conversations[start : start + self.cfg.batch_size])
+            torch.manual_seed(sampling.seed + start)
+            greedy = sampling.temperature == 0
+            ids = self.lm.generate(
+                **batch,
+                max_new_tokens=sampling.max_new_tokens,
+                do_sample=not greedy,
+                temperature=None if greedy else sampling.temperature,
+                top_p=None if greedy else sampling.top_p,
+                top_k=None,
+                pad_token_id=self.tok.pad_token_id,
+            )
+            prompt_len = batch["input_ids"].shape[1]
+            for row, mask in zip(ids, batch["attention_mask"]):
+                completion = row[prompt_len:]
+                n = int((completion != self.tok.pad_token_id).sum())
+                finished = bool((completion == self.tok.eos_token_id).any())
+                out.append(
+                    Generation(
+                        text=self.tok.decode(completion, skip_special_tokens=True).strip(),
+                        prompt_tokens=int(mask.sum()),
+                        completion_tokens=n,
+                        finish_reason="stop" if finished else "length",
+                    )
+                )
+        return out
+
+    @torch.no_grad()
+    def _seq_logprob(self, conversations: list[Conversation], prefix: str, tokens: list[list[int]]) -> torch.Tensor:
+        """log P(tokens | conversation + prefix) for every (conversation, token sequence) pair."""
+        base = [self.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) + prefix for c in conversations]
+        base_ids = [self.tok.encode(b, add_special_tokens=False) for b in base]
+        rows, spans = [], []
+        for b in base_ids:
+            for t in tokens:
+                rows.append(b + t)
+                spans.append((len(b), len(t)))
+        width = max(map(len, rows))
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.lm.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.lm.device)
+        logp = torch.log_softmax(self.lm(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+        out = torch.zeros(len(rows))
+        for k, (r, (_, n)) in enumerate(zip(rows, spans)):
+            for j in range(n):
+                pos = width - n + j  # position of the j-th candidate token
+                out[k] += logp[k, pos - 1, ids[k, pos]]
+        return out.view(len(conversations), len(tokens))
+
+    def next_token_probs(
+        self, conversations: list[Conversation], candidates: list[str], assistant_prefix: str = ""
+    ) -> list[dict[str, float]]:
+        """Probability that the assistant continues ``assistant_prefix`` with each candidate.
+
+        Multi-token candidates (e.g. "10") get their full sequence probability, and a
+        candidate that is a prefix of another ("1" of "10") has the longer one's mass removed.
+        """
+        tokens = [self.tok.encode(c, add_special_tokens=False) for c in candidates]
+        if any(not t for t in tokens):
+            raise LLMError(f"a candidate in {candidates!r} encodes to no token")
+        probs = self._seq_logprob(conversations, assistant_prefix, tokens).exp()
+        for i, ti in enumerate(tokens):
+            for j, tj in enumerate(tokens):
+                if i != j and len(tj) > len(ti) and tj[: len(ti)] == ti:
+                    probs[:, i] -= probs[:, j]
+        probs = probs.clamp_min(0.0)
+        return [dict(zip(candidates, row.tolist())) for row in probs]

@@ -1,0 +1,139 @@
+"""The one thinking-trajectory format: segment markers, renderer and parser.
+
+A trajectory is a sequence of thinking segments followed by the final answer::
+
+    <think>
+    <plan>
+    ...
+    </plan>
+    <draft>
+    ...
+    </draft>
+    <reflection>
+    The draft lacks X because ...
+    </reflection>
+    <revision>
+    ...
+    </revision>
+    </think>
+    final answer text
+
+``plan`` and ``draft`` open the trajectory; every ``reflection`` is followed by one
+``revision`` (a reflection->revision *step*). ``</think>`` is the end-of-thinking marker
+that WritingBench-style evaluation cuts at. ``parse(render(t)) == t`` holds for every
+trajectory whose segment texts do not themselves contain marker tags.
+
+>>> t = Trajectory([Segment("plan", "p"), Segment("draft", "d")], answer="a")
+>>> parse(render(t)) == t
+True
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+SEGMENT_KINDS = ("plan", "draft", "reflection", "revision")
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+END_OF_THINKING = THINK_CLOSE
+
+_SEGMENT_RE = re.compile(r"<(plan|draft|reflection|revision)>\n?(.*?)\n?</\1>", re.S)
+
+
+class TrajectoryParseError(ValueError):
+    """Raised when a text does not follow the trajectory format."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One thinking segment: ``kind`` is one of ``SEGMENT_KINDS``."""
+
+    kind: str
+    text: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in SEGMENT_KINDS:
+            raise ValueError(f"segment kind must be one of {SEGMENT_KINDS}, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Thinking segments plus the final answer."""
+
+    segments: list[Segment] = field(default_factory=list)
+    answer: str = ""
+
+    def steps(self) -> list[tuple[Segment, Segment]]:
+        """Return the (reflection, revision) pairs in order."""
+        segs = self.segments
+        return [
+            (segs[i], segs[i + 1])
+            for i in range(len(segs) - 1)
+            if segs[i].kind == "reflection" and segs[i + 1].kind == "revision"
+        ]
+
+    def versions(self) -> list[str]:
+        """Return the successive full texts: the first draft, then each revision."""
+        return [s.text for s in self.segments if s.kind in ("draft", "revision")]
+
+
+def _render_segment(seg: Segment) -> str:
+    return f"<{seg.kind}>\n{seg.text}\n</{seg.kind}>"
+
+
+def render(trajectory: Trajectory) -> str:
+    """Render a trajectory to text with the segment markers."""
+    body = "\n".join(_render_segment(s) for s in trajectory.segments)
+    return f"{THINK_OPEN}\n{body}\n{THINK_CLOSE}\n{trajectory.answer}"
+
+
+def segment_spans(text: str) -> list[tuple[str, int, int]]:
+    """Return ``(kind, start, end)`` character spans of every segment in ``text``.
+
+    ``end`` is the offset just past the segment's closing tag: the place where a
+    process reward for a step ending with that segment belongs.
+    """
+    think_end = text.find(THINK_CLOSE)
+    limit = len(text) if think_end < 0 else think_end
+    return [(m.group(1), m.start(), m.end()) for m in _SEGMENT_RE.finditer(text, 0, limit)]
+
+
+def split_thinking(text: str) -> tuple[str, str]:
+    """Split ``text`` at the end-of-thinking marker into (thinking, answer).
+
+    A text without the marker is all answer (as WritingBench treats non-reasoning output).
+    """
+    idx = text.find(THINK_CLOSE)
+    if idx < 0:
+        return "", text.strip()
+    return text[:idx], text[idx + len(THINK_CLOSE) :].strip()
+
+
+def parse(text: str, strict: bool = True) -> Trajectory:
+    """Parse a rendered trajectory back into segments.
+
+    Args:
+        text: Rendered trajectory text (e.g. a model completion).
+        strict: If True, raise :class:`TrajectoryParseError` on missing markers or
+            text between segments; if False, keep what can be parsed (used on model
+            rollouts, which are often malformed).
+
+    Returns:
+        The parsed :class:`Trajectory`.
+    """
+    stripped = text.lstrip()
+    if not stripped.startswith(THINK_OPEN) or THINK_CLOSE not in stripped:
+        if strict:
+            raise TrajectoryParseError("trajectory must start with <think> and contain </think>")
+        return Trajectory([], split_thinking(text)[1])
+    think, answer_part = stripped[len(THINK_OPEN) :].split(THINK_CLOSE, 1)
+    segments, pos = [], 0
+    for m in _SEGMENT_RE.finditer(think):
+        if strict and think[pos : m.start()].strip():
+            raise TrajectoryParseError(f"unexpected text outside segments at offset {pos}")
+        segments.append(Segment(m.group(1), m.group(2)))
+        pos = m.end()
+    if strict and think[pos:].strip():
+        raise TrajectoryParseError("unexpected text after the last segment")
+    answer = answer_part[1:] if answer_part.startswith("\n") else answer_part
+    return Trajectory(segments, answer if strict else answer.strip())
