@@ -37,3 +37,19 @@ def parse_params(model: type[T], data: Any, where: str) -> T:
         raise ConfigError(
             "invalid parameters:\n  " + "\n  ".join(lines) + "\nFix conf/base/parameters_*.yml or your --params."
         ) from None
+
+
+def build_dataclass(cls: type, data: Any, where: str):
+    """Instantiate a config dataclass (e.g. ``PPOConfig``) from parameters with a clear error."""
+    import dataclasses
+
+    data = dict(data or {})
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"invalid parameters:\n  parameter '{where}.{unknown[0]}': unknown field; "
+                          f"known fields: {', '.join(sorted(known))}")
+    try:
+        return cls(**data)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid parameters:\n  '{where}': {exc}") from None

@@ -18,3 +18,38 @@ def client_for(llm_params: dict, role: str) -> LLMClient:
 def judge_for(llm_params: dict, judge_params: dict) -> RubricJudge:
     """A fresh judge (own failure counters) over the shared judge client."""
     return RubricJudge(client_for(llm_params, "judge"), parse_params(JudgeConfig, judge_params, "judge"))
+
+
+def policy_client(llm_params: dict, model_dir: str) -> LLMClient:
+    """The client that samples from a policy checkpoint (``llm.policy`` settings).
+
+    Local backends (transformers, vllm) load ``model_dir``; an endpoint serves whatever
+    model ``llm.policy.model`` names (e.g. a vLLM server started on that checkpoint).
+    """
+    cfg = parse_params(LLMConfig, (llm_params or {}).get("policy", {}), "llm.policy")
+    if cfg.backend != "openai":
+        cfg = cfg.model_copy(update={"model": model_dir})
+    return get_client(cfg)
+
+
+def judge_score_fn(judge: RubricJudge, generic: list[dict]):
+    """Adapt the rubric judge to the reward contract ``judge_fn(prompts, texts, rubrics) -> list[float]``.
+
+    ``rubrics`` entries are criteria JSON strings (or None: the generic rubric). A text the
+    judge could not score on any criterion gets the mean of the scored texts of the same
+    call (never 0); such failures are counted in ``judge.stats``.
+    """
+    from r2_write.judge.judge import mean_score
+    from r2_write.rubrics.schema import generic_rubric
+    from r2_write.rubrics.table import criteria_of
+
+    fallback = generic_rubric(generic)
+
+    def judge_fn(prompts: list[str], texts: list[str], rubrics: list) -> list[float]:
+        crits = [criteria_of(r) if isinstance(r, str) else (r or fallback) for r in rubrics]
+        means = [mean_score(v) for v in judge.score_responses(list(prompts), list(texts), crits)]
+        scored = [m for m in means if m is not None]
+        default = sum(scored) / len(scored) if scored else 5.5
+        return [default if m is None else m for m in means]
+
+    return judge_fn

@@ -11,3 +11,9 @@ CONFIG_LOADER_ARGS = {
         "mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],
     },
 }
+
+# Dataset names are "<stage>.<name>" on purpose: the dot is Kedro's namespace separator, so
+# kedro-viz groups each stage's datasets, and one catalog factory per stage serves them all.
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")

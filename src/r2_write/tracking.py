@@ -22,3 +22,43 @@ def mlflow_metric_history(rows: list[dict[str, float]]) -> dict[str, list[dict]]
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
                 out.setdefault(k, []).append({"value": float(v), "step": step})
     return out
+
+
+class NestedRunLogger:
+    """Log per-step metrics to a nested MLflow run named after a variant (when a run is active).
+
+    Variants trained or evaluated in one ``kedro run`` thus sit side by side in the MLflow
+    UI under the same metric names, while the parent run keeps prefixed copies.
+
+    Usage::
+
+        with NestedRunLogger("ppo") as log:
+            log({"reward/mean": 0.4}, step=1)
+    """
+
+    def __init__(self, run_name: str, params: dict | None = None):
+        self.run_name, self.params, self.history, self._run = run_name, params or {}, [], None
+
+    def __enter__(self) -> "NestedRunLogger":
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            self._run = mlflow.start_run(run_name=self.run_name, nested=True)
+            mlflow.set_tag("variant", self.run_name)
+            if self.params:
+                mlflow.log_params({k: str(v)[:250] for k, v in self.params.items()})
+        return self
+
+    def __call__(self, metrics: dict[str, float], step: int) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not math.isnan(float(v))}
+        self.history.append({"step": step, **clean})
+        if self._run is not None:
+            import mlflow
+
+            mlflow.log_metrics(clean, step=step)
+
+    def __exit__(self, *exc) -> None:
+        if self._run is not None:
+            import mlflow
+
+            mlflow.end_run("FINISHED" if exc[0] is None else "FAILED")

@@ -77,11 +77,12 @@ class LLMClient:
 
         Failed generations (``error`` set) are returned, counted and never cached.
         """
+        before = self.stats.copy()
         keys = [self._key("chat", c, sampling=sampling.model_dump()) for c in conversations]
         out: list[Generation | None] = [None] * len(conversations)
         for start in range(0, len(conversations), self.chunk_size):
             idx = list(range(start, min(start + self.chunk_size, len(conversations))))
-            cached = self.cache.get_many([keys[i] for i in idx]) if self.cache else {}
+            cached = self.cache.get_many([keys[i] for i in idx]) if self.cache is not None else {}
             self.stats.cache_hits += len(cached)
             todo = [i for i in idx if keys[i] not in cached]
             for i in idx:
@@ -102,12 +103,12 @@ class LLMClient:
                     fresh[keys[i]] = asdict(g)
                 else:
                     self.stats.failures += 1
-            if self.cache:
+            if self.cache is not None:
                 self.cache.put_many(fresh)
+        done = self.stats.since(before)
         logger.info(
-            "LLM %s/%s: %d requests, %d cache hits, %d model calls, %d failures",
-            self.cfg.backend, self.cfg.model, len(conversations), self.stats.cache_hits,
-            self.stats.calls, self.stats.failures,
+            "LLM %s %s: %d requests, %d cache hits, %d model calls, %d failures",
+            self.cfg.backend, self.cfg.model, len(conversations), done.cache_hits, done.calls, done.failures,
         )
         return out  # type: ignore[return-value]
 
@@ -125,7 +126,7 @@ class LLMClient:
                 "use judge mode 'generate' for this backend"
             )
         keys = [self._key("probs", c, candidates=candidates, prefix=assistant_prefix) for c in conversations]
-        cached = self.cache.get_many(keys) if self.cache else {}
+        cached = self.cache.get_many(keys) if self.cache is not None else {}
         self.stats.cache_hits += len(cached)
         todo = [i for i, k in enumerate(keys) if k not in cached]
         fresh = {}
@@ -134,7 +135,7 @@ class LLMClient:
             probs = self.backend.next_token_probs([conversations[i] for i in part], candidates, assistant_prefix)
             self.stats.calls += len(part)
             fresh.update({keys[i]: p for i, p in zip(part, probs)})
-            if self.cache:
+            if self.cache is not None:
                 self.cache.put_many({keys[i]: fresh[keys[i]] for i in part})
         return [cached[k] if k in cached else fresh[k] for k in keys]
 

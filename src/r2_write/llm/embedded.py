@@ -41,14 +41,20 @@ def prepare_embedded_model(target: str | Path = DEFAULT_DIR) -> Path:
     """Write the safetensors checkpoint of the embedded model to ``target`` (once)."""
     target = Path(target)
     if (target / "model.safetensors").exists() and (target / "tokenizer_config.json").exists():
-        return target
+        if "quantization_config" not in (target / "config.json").read_text():
+            return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = gguf_path()
     logger.info("converting %s to a safetensors checkpoint in %s", src, target)
     tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
     gguf_model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name)
-    model = AutoModelForCausalLM.from_config(gguf_model.config)
+    config = gguf_model.config
+    # the weights are dequantised now: a stale gguf quantization_config would make every
+    # later save_pretrained of this checkpoint refuse ("not serializable")
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(gguf_model.state_dict())
     model.generation_config = gguf_model.generation_config
     tmp = target.with_name(target.name + ".tmp")

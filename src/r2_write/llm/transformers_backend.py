@@ -88,37 +88,34 @@ class TransformersBackend:
     ) -> list[dict[str, float]]:
         """Probability that the assistant continues ``assistant_prefix`` with each candidate.
 
-        One forward pass per conversation gives every single-token candidate; a multi-token
-        candidate (e.g. "10") costs one extra row and gets its full sequence probability,
-        and a candidate that is a prefix of another ("1" of "10") has the longer one's
-        mass removed.
+        One forward pass over the prompts gives every single-token candidate; a multi-token
+        candidate (e.g. "10") is extended token by token from the cached prefix, so it
+        costs a few one-token steps, not another pass over the prompt. A candidate that is a
+        prefix of another ("1" of "10") has the longer one's mass removed.
         """
+        import copy
+
         tokens = [self.tok.encode(c, add_special_tokens=False) for c in candidates]
         if any(not t for t in tokens):
             raise LLMError(f"a candidate in {candidates!r} encodes to no token")
-        multi = [i for i, t in enumerate(tokens) if len(t) > 1]
-        prompts = [
-            self.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) + assistant_prefix
-            for c in conversations
-        ]
-        base = [self.tok.encode(p, add_special_tokens=False) for p in prompts]
-        rows = [b for b in base] + [b + tokens[i][:-1] for b in base for i in multi]
-        width = max(map(len, rows))
-        pad = self.tok.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.lm.device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.lm.device)
-        logp = torch.log_softmax(self.lm(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-        n = len(conversations)
-        probs = torch.zeros(n, len(candidates))
+        batch = self._encode(conversations, assistant_prefix)
+        mask = batch["attention_mask"]
+        pos = (mask.cumsum(-1) - 1).clamp_min(0)
+        out = self.lm(input_ids=batch["input_ids"], attention_mask=mask, position_ids=pos, use_cache=True)
+        first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        logp = torch.stack([first[:, t[0]] for t in tokens], dim=1)
         for i, t in enumerate(tokens):
             if len(t) == 1:
-                probs[:, i] = logp[:n, -1, t[0]].exp()
-        for k, i in enumerate(multi):
-            t = tokens[i]
-            for c in range(n):
-                r = n + c * len(multi) + k
-                lp = sum(logp[r, width - len(t) + j, t[j]] for j in range(len(t)))  # positions predicting t[j]
-                probs[c, i] = lp.exp()
+                continue
+            cache, m, p = copy.deepcopy(out.past_key_values), mask, pos[:, -1:]
+            for j in range(1, len(t)):
+                m = torch.cat([m, torch.ones_like(m[:, :1])], dim=1)
+                p = p + 1
+                step_ids = torch.full((len(conversations), 1), t[j - 1], device=self.lm.device)
+                step = self.lm(input_ids=step_ids, attention_mask=m, position_ids=p, past_key_values=cache, use_cache=True)
+                cache = step.past_key_values
+                logp[:, i] += torch.log_softmax(step.logits[:, -1, :].float(), dim=-1)[:, t[j]]
+        probs = logp.exp().cpu()
         for i, ti in enumerate(tokens):
             for j, tj in enumerate(tokens):
                 if i != j and len(tj) > len(ti) and tj[: len(ti)] == ti:

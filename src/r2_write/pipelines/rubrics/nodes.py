@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 
@@ -22,20 +23,35 @@ class RubricsParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_prompts: int | None = Field(None, ge=1, description="Write rubrics for the first N prompts only.")
+    num_prompts_per_pool: int | None = Field(None, ge=1, description="Write rubrics for the first N prompts of each pool only.")
     writer: RubricWriterConfig = Field(default_factory=RubricWriterConfig)
 
 
-def prepare_prompts(raw_prompts: pd.DataFrame) -> pd.DataFrame:
-    """Validate the raw prompts (ids unique, domains known, text non-empty).
+class PoolParams(BaseModel):
+    """``params:prompt_pools``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rl_fraction: float = Field(0.5, ge=0, le=1, description="Share of prompts in the RL pool.")
+    seed: int = Field(0, description="Salt of the stable per-id assignment.")
+
+
+def prepare_prompts(raw_prompts: pd.DataFrame, pools: dict) -> pd.DataFrame:
+    """Validate the raw prompts and split them into disjoint ``sft`` and ``rl`` pools.
 
     Args:
         raw_prompts: Rows of data/01_raw/prompts.jsonl.
+        pools: ``params:prompt_pools``.
 
     Returns:
-        The validated prompts (id, domain, language, prompt).
+        The validated prompts (id, domain, language, prompt, pool). A prompt's pool depends
+        only on its id and the seed, so adding prompts never moves existing ones.
     """
-    return validate_prompts(raw_prompts, source="raw_prompts")
+    cfg = parse_params(PoolParams, pools, "prompt_pools")
+    prompts = validate_prompts(raw_prompts, source="raw_prompts")
+    u = [int(hashlib.sha1(f"{cfg.seed}:{i}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF for i in prompts["id"]]
+    prompts["pool"] = ["rl" if x < cfg.rl_fraction else "sft" for x in u]
+    return prompts
 
 
 def write_instance_rubrics(prompts: pd.DataFrame, params: dict, llm: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -51,7 +67,7 @@ def write_instance_rubrics(prompts: pd.DataFrame, params: dict, llm: dict) -> tu
         attempts); rejected prompts with the reason (never silently dropped); metrics.
     """
     cfg = parse_params(RubricsParams, params, "rubrics")
-    chosen = prompts.head(cfg.num_prompts) if cfg.num_prompts else prompts
+    chosen = prompts.groupby("pool", sort=False).head(cfg.num_prompts_per_pool) if cfg.num_prompts_per_pool else prompts
     client = client_for(llm, "rubric_writer")
     before = client.stats.copy()
     outcomes = write_rubrics(list(zip(chosen["id"], chosen["prompt"])), client, cfg.writer)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pandas as pd
@@ -10,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from r2_write.config import parse_params
 from r2_write.roles import client_for, judge_for
-from r2_write.rubrics.schema import Criterion, generic_rubric
+from r2_write.rubrics.table import attach_rubrics, criteria_of
 from r2_write.synthesis import SynthesisConfig, synthesize
 from r2_write.tracking import mlflow_metrics
 
@@ -22,31 +21,30 @@ class SynthesisParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_prompts: int | None = Field(None, ge=1, description="Use only the first N prompts (None: all).")
+    num_prompts: int | None = Field(None, ge=1, description="Use only the first N prompts of the sft pool (None: all).")
     loop: SynthesisConfig = Field(default_factory=SynthesisConfig)
-    generic_rubric: list[dict] = Field(min_length=1, description="Fallback WritingBench-format criteria.")
 
 
-def select_synthesis_prompts(prompts: pd.DataFrame, rubrics: pd.DataFrame, params: dict) -> pd.DataFrame:
+def select_synthesis_prompts(
+    prompts: pd.DataFrame, rubrics: pd.DataFrame, params: dict, generic_rubric: list[dict]
+) -> pd.DataFrame:
     """Pick the prompts to synthesize and attach each one's rubric.
 
     Args:
-        prompts: Validated prompts (id, domain, language, prompt).
+        prompts: Validated prompts (id, domain, language, prompt, pool); only the ``sft``
+            pool is synthesized (the ``rl`` pool feeds difficulty filtering).
         rubrics: Instance rubrics (id, criteria as JSON); prompts without one get the
             configured generic rubric.
         params: ``params:synthesis``.
+        generic_rubric: ``params:generic_rubric``, the fallback rubric.
 
     Returns:
         Prompts with a ``criteria`` JSON column and ``rubric_source`` (instance|generic).
     """
     cfg = parse_params(SynthesisParams, params, "synthesis")
-    chosen = prompts.head(cfg.num_prompts) if cfg.num_prompts else prompts
-    generic = json.dumps([c.to_row() for c in generic_rubric(cfg.generic_rubric)], ensure_ascii=False)
-    by_id = dict(zip(rubrics["id"], rubrics["criteria"])) if len(rubrics) else {}
-    out = chosen.copy()
-    out["rubric_source"] = ["instance" if i in by_id else "generic" for i in out["id"]]
-    out["criteria"] = [by_id.get(i, generic) for i in out["id"]]
-    return out.reset_index(drop=True)
+    pool = prompts[prompts["pool"] == "sft"] if "pool" in prompts else prompts
+    chosen = pool.head(cfg.num_prompts) if cfg.num_prompts else pool
+    return attach_rubrics(chosen, rubrics, generic_rubric)
 
 
 def synthesize_trajectories(
@@ -68,7 +66,7 @@ def synthesize_trajectories(
     writer, judge_ = client_for(llm, "writer"), judge_for(llm, judge)
     before_w, before_j = writer.stats.copy(), judge_.client.stats.copy()
     prompts = [
-        {"id": r.id, "prompt": r.prompt, "criteria": [Criterion.model_validate(c) for c in json.loads(r.criteria)]}
+        {"id": r.id, "prompt": r.prompt, "criteria": criteria_of(r.criteria)}
         for r in inputs.itertuples()
     ]
     records = synthesize(prompts, writer, judge_, cfg.loop)

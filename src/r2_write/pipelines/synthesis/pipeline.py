@@ -15,7 +15,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 select_synthesis_prompts,
-                inputs=["prompts", "rubrics.accepted", "params:synthesis"],
+                inputs=["prompts", "rubrics.accepted", "params:synthesis", "params:generic_rubric"],
                 outputs="synthesis.inputs",
                 name="select_synthesis_prompts_node",
             ),

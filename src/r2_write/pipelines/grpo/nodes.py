@@ -1,0 +1,49 @@
+"""GRPO baseline nodes: sequence-level rubric reward with TRL's GRPOTrainer."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from r2_write.config import parse_params
+from r2_write.rewards.process import outcome_reward_fn
+from r2_write.roles import judge_for, judge_score_fn
+from r2_write.tracking import NestedRunLogger, mlflow_metric_history
+from r2_write.training.grpo import GRPOParams, train_grpo
+
+# TRL log keys -> the metric names every RL variant shares
+_SHARED_NAMES = {
+    "reward": "reward/mean",
+    "completions/mean_length": "response/length_tokens",
+    "kl": "objective/kl",
+    "entropy": "losses/entropy",
+    "loss": "losses/policy_loss",
+    "clip_ratio/region_mean": "losses/clipfrac",
+}
+
+
+def train_grpo_policy(
+    rl_set: pd.DataFrame, policy_model: str, params: dict, llm: dict, judge: dict, generic_rubric: list[dict]
+) -> tuple[str, pd.DataFrame, dict]:
+    """GRPO from the SFT checkpoint with the rubric judge's outcome score as reward.
+
+    Args:
+        rl_set: ``scoring.rl_set``.
+        policy_model: Directory of the starting policy (the SFT model).
+        params: ``params:grpo``.
+        llm: ``params:llm`` (the ``judge`` role).
+        judge: ``params:judge``.
+        generic_rubric: fallback rubric.
+
+    Returns:
+        (final model directory, per-step history, metric histories under the shared names).
+    """
+    cfg = parse_params(GRPOParams, params, "grpo")
+    judge_ = judge_for(llm, judge)
+    reward = outcome_reward_fn(judge_score_fn(judge_, generic_rubric))
+    final_dir, logs = train_grpo(policy_model, list(rl_set["prompt"]), list(rl_set["criteria"]), reward, cfg)
+    rows = [{_SHARED_NAMES.get(k, f"grpo/{k}"): v for k, v in h.items() if isinstance(v, (int, float))} for h in logs]
+    with NestedRunLogger("grpo", cfg.model_dump()) as log:
+        for step, row in enumerate(rows, start=1):
+            log(row, step)
+    history = pd.DataFrame(rows).assign(variant="grpo")
+    return final_dir, history, mlflow_metric_history([{f"grpo/{k}": v for k, v in r.items()} for r in rows])

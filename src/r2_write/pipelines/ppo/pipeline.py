@@ -1,0 +1,36 @@
+"""PPO pipelines: ``ppo`` (process reward) and ``ppo_outcome`` (the process_weight=0 ablation).
+
+``kedro run --pipelines ppo --params ppo.process_weight=0`` also gives an outcome-only run;
+``ppo_outcome`` exists so one ``kedro run`` can train and evaluate both side by side.
+"""
+
+from functools import partial, update_wrapper
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import plot_reward_and_length, train_ppo_policy
+
+
+def _variant_pipeline(variant: str) -> Pipeline:
+    train = update_wrapper(partial(train_ppo_policy, variant=variant), train_ppo_policy)
+    return Pipeline(
+        [
+            Node(
+                train,
+                inputs=["scoring.rl_set", "sft.model", f"params:{variant}", "params:llm", "params:judge", "params:generic_rubric"],
+                outputs=[f"{variant}.model", f"{variant}.history", f"{variant}_metrics"],
+                name=f"train_{variant}_policy_node",
+            ),
+            Node(plot_reward_and_length, inputs=f"{variant}.history", outputs=f"{variant}_curves",
+                 name=f"plot_{variant}_curves_node"),
+        ],
+        tags=["ppo", variant],
+    )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return _variant_pipeline("ppo")
+
+
+def create_outcome_pipeline(**kwargs) -> Pipeline:
+    return _variant_pipeline("ppo_outcome")

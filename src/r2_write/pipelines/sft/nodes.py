@@ -1,0 +1,27 @@
+"""SFT nodes: fine-tune the base model on the SFT set with TRL."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from r2_write.config import parse_params
+from r2_write.tracking import mlflow_metric_history
+from r2_write.training.sft import SFTParams, train_sft
+
+
+def train_sft_model(sft_set: pd.DataFrame, base_model: str, params: dict) -> tuple[str, dict]:
+    """Supervised fine-tuning on (prompt -> trajectory + final answer).
+
+    Args:
+        sft_set: ``scoring.sft_set`` (columns prompt, completion).
+        base_model: Directory of the starting checkpoint.
+        params: ``params:sft``.
+
+    Returns:
+        (directory of the trained model, saved as the versioned ``sft.model``; loss curve metrics).
+    """
+    cfg = parse_params(SFTParams, params, "sft")
+    model_dir, history = train_sft(base_model, list(sft_set["prompt"]), list(sft_set["completion"]), cfg)
+    curves = [{"sft/loss": h["loss"], "sft/learning_rate": h.get("learning_rate", float("nan")),
+               "sft/grad_norm": h.get("grad_norm", float("nan"))} for h in history]
+    return model_dir, mlflow_metric_history(curves)

@@ -1,0 +1,146 @@
+"""Hyperparameters of our PPO with token-level process rewards (pairs with ``rl/ppo.py``).
+
+Defaults follow the Writing-RL / veRL recipe R2-Write builds on (actor lr 1e-6, critic lr
+1e-5, KL 0.001, batch 32, mini-batch 16, one rollout per prompt, temperature 1). A Kedro
+node builds it first thing, ``PPOConfig(**params)``, so YAML and code cannot drift apart.
+
+Parameters are grouped as follows.
+
+Optimisation:
+    learning_rate, critic_learning_rate, max_grad_norm, ppo_epochs, batch_size,
+    mini_batch_size, micro_batch_size, gradient_checkpointing, mixed_precision.
+PPO objective:
+    cliprange, cliprange_value, vf_coef, ent_coef, target_kl, whiten_advantages.
+Rewards and advantages:
+    kl_coef, gamma, lam, process_weight.
+Rollouts:
+    rollouts_per_prompt, temperature, top_p, max_new_tokens, max_prompt_length,
+    generation_batch_size, use_vllm.
+Run:
+    total_steps, seed, save_every, output_dir.
+
+Derived (set in ``__post_init__``, not arguments): ``num_mini_batches`` (mini-batches per
+epoch), ``prompts_per_step`` (distinct prompts per step) and ``grad_accum_steps``
+(micro-batches per mini-batch).
+
+>>> cfg = PPOConfig(batch_size=4, mini_batch_size=2, rollouts_per_prompt=2)
+>>> cfg.num_mini_batches, cfg.prompts_per_step, cfg.micro_batch_size
+(2, 2, 2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PPOConfig:
+    """Configuration of :func:`r2_write.rl.ppo.train`; every field has a default and a help text."""
+
+    # --- optimisation
+    learning_rate: float = field(
+        default=1e-6, metadata={"help": "Actor (policy) learning rate; the paper recipe uses 1e-6, tiny runs 1e-5."}
+    )
+    critic_learning_rate: float = field(default=1e-5, metadata={"help": "Critic (value head) learning rate."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Global gradient-norm clip per optimizer step."})
+    ppo_epochs: int = field(default=1, metadata={"help": "Passes over each step's rollouts."})
+    batch_size: int = field(
+        default=32, metadata={"help": "Rollouts (prompt x sample) per PPO step, over all processes."}
+    )
+    mini_batch_size: int = field(default=16, metadata={"help": "Rollouts per optimizer step, over all processes."})
+    micro_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Rollouts per forward/backward pass (gradient accumulation); None = mini_batch_size."},
+    )
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute activations in backward to save memory."}
+    )
+    mixed_precision: str = field(
+        default="no", metadata={"help": "Accelerate mixed precision: 'no', 'bf16' or 'fp16'."}
+    )
+    # --- PPO objective
+    cliprange: float = field(default=0.2, metadata={"help": "Policy ratio clip epsilon."})
+    cliprange_value: float = field(default=0.2, metadata={"help": "Value clip around the rollout's values."})
+    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss in the total loss."})
+    ent_coef: float = field(default=0.0, metadata={"help": "Entropy bonus weight (0 = entropy only logged)."})
+    target_kl: float | None = field(
+        default=None,
+        metadata={"help": "Stop this step's updates once a mini-batch's approx KL exceeds it; None = never."},
+    )
+    whiten_advantages: bool = field(
+        default=True, metadata={"help": "Normalise advantages to zero mean, unit variance per step."}
+    )
+    # --- rewards and advantages
+    kl_coef: float = field(default=0.001, metadata={"help": "Per-token KL penalty to the reference model."})
+    gamma: float = field(default=1.0, metadata={"help": "Discount factor."})
+    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
+    process_weight: float = field(
+        default=0.5,
+        metadata={"help": "Lambda of the process reward (step rewards); 0 = outcome-only ablation."},
+    )
+    # --- rollouts
+    rollouts_per_prompt: int = field(default=1, metadata={"help": "Samples per prompt in a step."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (also divides the logits)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (1.0 = sample the full policy)."})
+    max_new_tokens: int = field(default=1024, metadata={"help": "Response length limit in tokens."})
+    max_prompt_length: int = field(
+        default=1024, metadata={"help": "Prompt tokens kept (from the end) after the chat template."}
+    )
+    generation_batch_size: int | None = field(
+        default=None, metadata={"help": "Prompts per generate() call; None = all of a step's prompts at once."}
+    )
+    use_vllm: bool = field(
+        default=False, metadata={"help": "Generate rollouts with vLLM (reserved: not implemented yet)."}
+    )
+    # --- run
+    total_steps: int = field(default=100, metadata={"help": "PPO steps (rollout + update) to run."})
+    seed: int = field(default=42, metadata={"help": "Seed of prompt order and sampling (re-seeded per step)."})
+    save_every: int = field(default=50, metadata={"help": "Checkpoint every N steps; 0 = only the final model."})
+    output_dir: str = field(
+        default="data/06_models/ppo", metadata={"help": "Where checkpoint-<step>/ and final/ are written."}
+    )
+
+    # --- derived
+    num_mini_batches: int = field(default=0, init=False, metadata={"help": "batch_size // mini_batch_size."})
+    prompts_per_step: int = field(default=0, init=False, metadata={"help": "batch_size // rollouts_per_prompt."})
+    grad_accum_steps: int = field(default=0, init=False, metadata={"help": "mini_batch_size // micro_batch_size."})
+
+    def __post_init__(self) -> None:
+        positive = ("learning_rate", "critic_learning_rate", "max_grad_norm", "ppo_epochs", "batch_size",
+                    "mini_batch_size", "cliprange", "cliprange_value", "temperature", "max_new_tokens",
+                    "max_prompt_length", "rollouts_per_prompt", "total_steps")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("vf_coef", "ent_coef", "kl_coef", "process_weight", "save_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("gamma", "lam", "top_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"PPOConfig.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ValueError(f"PPOConfig.target_kl must be > 0 or None, got {self.target_kl!r}")
+        if self.batch_size % self.mini_batch_size:
+            raise ValueError(
+                f"PPOConfig.batch_size ({self.batch_size}) must be a multiple of mini_batch_size "
+                f"({self.mini_batch_size})"
+            )
+        if self.batch_size % self.rollouts_per_prompt:
+            raise ValueError(
+                f"PPOConfig.batch_size ({self.batch_size}) must be a multiple of rollouts_per_prompt "
+                f"({self.rollouts_per_prompt})"
+            )
+        if self.micro_batch_size is None:
+            self.micro_batch_size = self.mini_batch_size
+        if self.micro_batch_size <= 0 or self.mini_batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"PPOConfig.micro_batch_size ({self.micro_batch_size}) must divide mini_batch_size "
+                f"({self.mini_batch_size})"
+            )
+        if self.generation_batch_size is not None and self.generation_batch_size <= 0:
+            raise ValueError(f"PPOConfig.generation_batch_size must be > 0 or None, got {self.generation_batch_size!r}")
+        self.num_mini_batches = self.batch_size // self.mini_batch_size
+        self.prompts_per_step = self.batch_size // self.rollouts_per_prompt
+        self.grad_accum_steps = self.mini_batch_size // self.micro_batch_size

@@ -1,0 +1,120 @@
+"""Supervised fine-tuning on synthesized trajectories with TRL's ``SFTTrainer``.
+
+Each example is a chat: the user prompt, then the assistant's full thinking trajectory
+(plan, draft, reflections, revisions, ``</think>``) and final answer. The loss covers the
+completion only. Full fine-tuning or LoRA (peft) by configuration; a LoRA adapter is
+merged before saving so every later stage loads a plain checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+logger = logging.getLogger(__name__)
+
+
+class LoraParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="Train a LoRA adapter instead of all weights.")
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA alpha.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: list[str] | str = Field("all-linear", description="Modules to adapt.")
+
+
+class SFTParams(BaseModel):
+    """``params:sft``: the TRL SFTConfig fields we expose, with our defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = Field(1e-5, gt=0, description="Peak learning rate.")
+    num_train_epochs: float = Field(1.0, gt=0, description="Epochs over the SFT set (ignored if max_steps > 0).")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
+    per_device_train_batch_size: int = Field(2, ge=1, description="Batch size per device.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    max_length: int = Field(1024, ge=16, description="Truncate examples to this many tokens.")
+    warmup_ratio: float = Field(0.0, ge=0, le=1, description="Linear warm-up share of training.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
+    bf16: bool = Field(False, description="bfloat16 mixed precision (GPU).")
+    seed: int = Field(0, description="Training seed.")
+    lora: LoraParams = Field(default_factory=LoraParams)
+
+
+def to_chat_examples(prompts: list[str], completions: list[str]) -> list[dict]:
+    """TRL prompt-completion conversational rows.
+
+    >>> to_chat_examples(["Q"], ["<think>..</think>A"])[0]["completion"][0]["role"]
+    'assistant'
+    """
+    return [
+        {"prompt": [{"role": "user", "content": p}], "completion": [{"role": "assistant", "content": c}]}
+        for p, c in zip(prompts, completions)
+    ]
+
+
+def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: SFTParams, output_dir: str | None = None) -> tuple[str, list[dict]]:
+    """Fine-tune ``model_dir`` on (prompt, trajectory) pairs.
+
+    Args:
+        model_dir: Starting checkpoint (save_pretrained directory).
+        prompts: User prompts.
+        completions: Target assistant turns (trajectory + final answer).
+        cfg: Training settings.
+        output_dir: Where to write the final checkpoint (a temporary directory by default).
+
+    Returns:
+        (directory of the saved model, the trainer's log history: one dict per logging step).
+    """
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    if not prompts:
+        raise ValueError("the SFT set is empty: no trajectory passed scoring; lower scoring.min_final_score or synthesize more prompts")
+    out = Path(output_dir or tempfile.mkdtemp(prefix="r2w-sft-"))
+    args = SFTConfig(
+        output_dir=str(out / "trainer"),
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_length=cfg.max_length,
+        warmup_ratio=cfg.warmup_ratio,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        bf16=cfg.bf16,
+        seed=cfg.seed,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        completion_only_loss=True,
+        dataset_num_proc=None,
+    )
+    peft_config = (
+        LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                   target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+        if cfg.lora.enabled else None
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    trainer = SFTTrainer(
+        model=model_dir,
+        args=args,
+        train_dataset=Dataset.from_list(to_chat_examples(prompts, completions)),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    trainer.train()
+    model = trainer.model.merge_and_unload() if cfg.lora.enabled else trainer.model
+    final = out / "final"
+    model.save_pretrained(final)
+    tokenizer.save_pretrained(final)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    logger.info("SFT: %d steps, first loss %.4f, last loss %.4f", trainer.state.global_step,
+                history[0]["loss"] if history else float("nan"), history[-1]["loss"] if history else float("nan"))
+    return str(final), history

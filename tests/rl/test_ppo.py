@@ -1,0 +1,330 @@
+"""PPO phases against hand-computed values, then real updates and a short train() run.
+
+Fast tests use a tiny random Llama (hidden 32, 2 layers) with the embedded model's
+tokenizer; one test runs a real update on the embedded SmolLM2-135M (batch 2, 8 tokens).
+"""
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from r2_write.rewards.process import ProcessRewardConfig, token_rewards
+from r2_write.rl.ppo import (
+    PolicyWithValue,
+    compute_gae,
+    compute_rewards,
+    decode_with_offsets,
+    encode_prompts,
+    latest_checkpoint,
+    load_causal_lm,
+    ppo_loss,
+    ppo_update,
+    response_logits_and_values,
+    response_mask,
+    rollout,
+    train,
+    train_minibatch,
+)
+from r2_write.rl.ppo_config import PPOConfig
+from r2_write.rl.utils import logprobs_from_logits, masked_mean, masked_whiten
+from r2_write.trajectory import Segment, Trajectory, render, segment_spans
+
+MODEL_DIR = "data/06_models/base_model"
+PROMPTS = ["Write a haiku about the sea.", "Hi", "Describe a storm in one line.", "Name a colour."]
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(MODEL_DIR)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tokenizer):
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+        bos_token_id=1, eos_token_id=2, pad_token_id=2, tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tiny_lm, tokenizer, tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny_policy")
+    tiny_lm.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def small_cfg(**overrides) -> PPOConfig:
+    values = dict(batch_size=2, mini_batch_size=2, max_new_tokens=8, learning_rate=1e-5, critic_learning_rate=1e-3)
+    return PPOConfig(**{**values, **overrides})
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_config_derived_sizes_and_validation():
+    cfg = PPOConfig(batch_size=8, mini_batch_size=4, micro_batch_size=2, rollouts_per_prompt=2)
+    assert (cfg.num_mini_batches, cfg.prompts_per_step, cfg.grad_accum_steps) == (2, 4, 2)
+    with pytest.raises(ValueError, match="multiple of mini_batch_size"):
+        PPOConfig(batch_size=10, mini_batch_size=4)
+    with pytest.raises(ValueError, match="gamma"):
+        PPOConfig(gamma=1.5)
+
+
+# ----------------------------------------------------------------------------- GAE
+
+
+def test_gae_hand_computed_gamma_1():
+    rewards = torch.tensor([[0.0, 0.0, 1.0]])
+    values = torch.tensor([[0.5, 0.6, 0.7]])
+    adv, ret = compute_gae(rewards, values, torch.ones(1, 3), gamma=1.0, lam=0.95)
+    # t=2: delta = 1 - 0.7 = 0.3                      A2 = 0.3
+    # t=1: delta = 0 + 0.7 - 0.6 = 0.1                A1 = 0.1 + 0.95 * 0.3   = 0.385
+    # t=0: delta = 0 + 0.6 - 0.5 = 0.1                A0 = 0.1 + 0.95 * 0.385 = 0.46575
+    assert adv[0].tolist() == pytest.approx([0.46575, 0.385, 0.3])
+    assert ret[0].tolist() == pytest.approx([0.96575, 0.985, 1.0])  # returns = advantages + values
+
+
+def test_gae_hand_computed_with_padding():
+    rewards = torch.tensor([[0.2, 1.0, 0.0]])
+    values = torch.tensor([[0.4, 0.5, 9.0]])  # 9.0 sits on padding and must not leak
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    adv, ret = compute_gae(rewards, values, mask, gamma=0.9, lam=0.5)
+    # t=1 (last real token, next is terminal): delta = 1.0 - 0.5 = 0.5                 A1 = 0.5
+    # t=0: delta = 0.2 + 0.9 * 0.5 - 0.4 = 0.25;  A0 = 0.25 + 0.9 * 0.5 * 0.5 = 0.475
+    assert adv[0].tolist() == pytest.approx([0.475, 0.5, 0.0])
+    assert ret[0].tolist() == pytest.approx([0.875, 1.0, 0.0])
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+def test_ppo_loss_with_unit_ratios_is_unclipped_minus_mean_advantage():
+    torch.manual_seed(0)
+    logp, adv, values = torch.randn(2, 5), torch.randn(2, 5), torch.randn(2, 5)
+    mask = torch.tensor([[1.0] * 5, [1.0, 1.0, 1.0, 0.0, 0.0]])
+    loss, stats = ppo_loss(logp, logp, adv, values, values, values, mask, PPOConfig())
+    assert stats["losses/policy_loss"] == pytest.approx(-masked_mean(adv, mask).item(), abs=1e-6)
+    assert stats["losses/value_loss"] == 0.0
+    assert stats["losses/clipfrac"] == 0.0 and stats["losses/approx_kl"] == pytest.approx(0.0, abs=1e-7)
+    assert loss.item() == pytest.approx(-masked_mean(adv, mask).item(), abs=1e-6)
+
+
+def test_ppo_loss_clips_beyond_epsilon():
+    cfg = PPOConfig(cliprange=0.2, vf_coef=0.1)
+    ratios = torch.tensor([[1.5, 1.5, 0.5, 0.5]])
+    adv = torch.tensor([[1.0, -1.0, 1.0, -1.0]])
+    zeros, mask = torch.zeros(1, 4), torch.ones(1, 4)
+    loss, stats = ppo_loss(ratios.log(), zeros, adv, zeros, zeros, zeros, mask, cfg)
+    # per token max(-A*r, -A*clip(r, 0.8, 1.2)):
+    #   A=+1 r=1.5: max(-1.5, -1.2) = -1.2 (clipped)   A=-1 r=1.5: max(1.5, 1.2) = 1.5
+    #   A=+1 r=0.5: max(-0.5, -0.8) = -0.5             A=-1 r=0.5: max(0.5, 0.8) = 0.8 (clipped)
+    assert stats["losses/policy_loss"] == pytest.approx((-1.2 + 1.5 - 0.5 + 0.8) / 4)  # 0.15
+    assert stats["losses/clipfrac"] == 1.0
+    assert loss.item() == pytest.approx(0.15)
+
+
+def test_value_loss_is_clipped_around_old_values():
+    cfg = PPOConfig(cliprange_value=0.2)
+    one = torch.ones(1, 1)
+    _, stats = ppo_loss(0 * one, 0 * one, 0 * one, 0.5 * one, 0 * one, one, one, cfg)
+    # unclipped (0.5 - 1)^2 = 0.25; clipped value 0.2 -> (0.2 - 1)^2 = 0.64; 0.5 * max = 0.32
+    assert stats["losses/value_loss"] == pytest.approx(0.32)
+
+
+# ----------------------------------------------------------------------------- rollout pieces
+
+
+def test_response_mask_stops_after_first_eos():
+    responses = torch.tensor([[7, 2, 2, 2], [7, 8, 9, 10], [2, 5, 2, 6]])
+    assert response_mask(responses, [2]).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+
+
+def test_rollout_logprobs_match_sampling_on_left_padded_batch(tiny_lm, tokenizer):
+    queries, query_mask = encode_prompts(tokenizer, ["A much longer prompt than the other one, really.", "Hi"], 64)
+    assert query_mask[1, 0] == 0  # the short prompt is left-padded
+    torch.manual_seed(1)
+    out = tiny_lm.generate(input_ids=queries, attention_mask=query_mask, do_sample=True, top_k=0,
+                           max_new_tokens=6, pad_token_id=2, output_logits=True, return_dict_in_generate=True)
+    responses = out.sequences[:, queries.shape[1]:]
+    sampled = torch.stack(out.logits, 1).log_softmax(-1).gather(2, responses.unsqueeze(-1)).squeeze(-1)
+    ids = torch.cat([queries, responses], 1)
+    with torch.no_grad():
+        logits, _ = response_logits_and_values(
+            PolicyWithValue(tiny_lm), ids, torch.cat([query_mask, torch.ones_like(responses)], 1),
+            queries.shape[1], 1.0,
+        )
+    assert torch.allclose(logprobs_from_logits(logits, responses), sampled, atol=1e-4)
+
+
+def test_kl_is_zero_when_policy_equals_reference(tiny_lm, tokenizer):
+    policy = PolicyWithValue(copy.deepcopy(tiny_lm))
+    torch.manual_seed(0)
+    ro = rollout(policy, copy.deepcopy(tiny_lm), tokenizer, PROMPTS[:2], small_cfg())
+    scores = torch.rand_like(ro.logprobs) * ro.response_mask
+    rewards, kl = compute_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask, kl_coef=0.1)
+    assert kl.abs().max().item() < 1e-6
+    assert torch.allclose(rewards, scores, atol=1e-7)
+    assert ro.responses.shape == ro.logprobs.shape == ro.values.shape == ro.response_mask.shape
+    assert [len(o) for o in ro.token_offsets] == ro.response_mask.sum(1).int().tolist()
+
+
+def test_reward_placement_through_decoded_offsets(tokenizer):
+    """A rollout's decoded offsets put each step reward on the token closing </revision>."""
+    text = render(
+        Trajectory(
+            [Segment("draft", "Blue sea."), Segment("reflection", "Too flat."),
+             Segment("revision", "The sea, restless slate.")],
+            answer="The sea, restless slate.",
+        )
+    )
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    decoded, offsets = decode_with_offsets(tokenizer, ids)
+    assert decoded == text and offsets[-1] == (len(text), len(text))
+    assert all(decoded[s:e] == tokenizer.decode([t]) for t, (s, e) in zip(ids[:-1], offsets[:-1]))
+
+    rewards = token_rewards(decoded, offsets, 10.0, [(3.0, 6.0)], ProcessRewardConfig(process_weight=1.0))
+    end = [e for kind, _, e in segment_spans(text) if kind == "revision"][0]
+    step_token = next(i for i, (s, e) in enumerate(offsets) if s < end <= e)
+    assert rewards[step_token] == pytest.approx(3 / 9)
+    assert rewards[-1] == 1.0 and sum(rewards) == pytest.approx(1 + 3 / 9)
+
+
+def _tiny_rollout(tiny_lm, tokenizer, prompts, cfg):
+    policy = PolicyWithValue(copy.deepcopy(tiny_lm))
+    torch.manual_seed(0)
+    ro = rollout(policy, tiny_lm, tokenizer, prompts, cfg)
+    scores = torch.zeros_like(ro.logprobs)
+    scores[:, 0] = torch.linspace(0, 1, len(prompts))
+    rewards, _ = compute_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask, cfg.kl_coef)
+    return policy, ro, *compute_gae(rewards, ro.values, ro.response_mask, cfg.gamma, cfg.lam)
+
+
+def test_micro_batches_accumulate_to_the_full_batch_gradient(tiny_lm, tokenizer):
+    cfg = small_cfg(batch_size=4, mini_batch_size=4, max_new_tokens=6)
+    policy, ro, adv, ret = _tiny_rollout(tiny_lm, tokenizer, PROMPTS, cfg)
+    ro.response_mask[1, 3:] = 0.0  # uneven lengths: micro-batches trim their padding columns
+    ro.response_mask[3, 1:] = 0.0
+    results = []
+    for micro in (4, 1):
+        model = copy.deepcopy(policy)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        stats = train_minibatch(model, optimizer, ro, torch.arange(4), adv, ret,
+                                small_cfg(batch_size=4, mini_batch_size=4, micro_batch_size=micro))
+        results.append((model, stats))
+    (full, full_stats), (micro, micro_stats) = results
+    for p_full, p_micro in zip(full.parameters(), micro.parameters()):
+        assert torch.allclose(p_full, p_micro, atol=1e-5)
+    assert micro_stats["losses/value_loss"] == pytest.approx(full_stats["losses/value_loss"], rel=1e-4)
+
+
+def test_target_kl_stops_updates_early(tiny_lm, tokenizer):
+    cfg = small_cfg(batch_size=4, mini_batch_size=1, ppo_epochs=2, learning_rate=1e-2, target_kl=1e-9)
+    policy, ro, adv, ret = _tiny_rollout(tiny_lm, tokenizer, PROMPTS, cfg)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
+    stats = ppo_update(policy, optimizer, ro, adv, ret, cfg)
+    # first mini-batch has ratio 1 (kl 0), the second sees the moved policy and stops
+    assert stats["ppo/early_stopped"] == 1.0 and stats["ppo/updates"] == 2.0
+
+
+# ----------------------------------------------------------------------------- real update
+
+
+def _fixed_batch_loss(policy, ro, advantages, returns, cfg) -> float:
+    with torch.no_grad():
+        logits, values = response_logits_and_values(
+            policy, ro.input_ids, ro.attention_mask, ro.context_length, cfg.temperature
+        )
+        loss, _ = ppo_loss(logprobs_from_logits(logits, ro.responses), ro.logprobs, advantages, values,
+                           ro.values, returns, ro.response_mask, cfg)
+    return loss.item()
+
+
+@pytest.mark.slow
+def test_real_ppo_update_changes_weights_and_lowers_loss(tokenizer):
+    cfg = small_cfg(ppo_epochs=2)
+    lm = load_causal_lm(MODEL_DIR)
+    policy = PolicyWithValue(lm)
+    torch.manual_seed(0)
+    ro = rollout(policy, lm, tokenizer, PROMPTS[:2], cfg)  # reference = policy at sampling time
+    scores = torch.zeros_like(ro.logprobs)
+    last = ro.response_mask.sum(1).long() - 1
+    scores[torch.arange(2), last] = torch.tensor([1.0, 0.0])  # first completion good, second bad
+    rewards, _ = compute_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask, cfg.kl_coef)
+    advantages, returns = compute_gae(rewards, ro.values, ro.response_mask, cfg.gamma, cfg.lam)
+    whitened = masked_whiten(advantages, ro.response_mask)
+
+    weight = lm.model.layers[0].self_attn.q_proj.weight
+    before_w, before_head = weight.detach().clone(), policy.value_head.weight.detach().clone()
+    loss_before = _fixed_batch_loss(policy, ro, whitened, returns, cfg)
+    optimizer = torch.optim.AdamW(
+        [{"params": lm.parameters(), "lr": cfg.learning_rate},
+         {"params": policy.value_head.parameters(), "lr": cfg.critic_learning_rate}]
+    )
+    stats = ppo_update(policy, optimizer, ro, advantages, returns, cfg)
+    loss_after = _fixed_batch_loss(policy, ro, whitened, returns, cfg)
+
+    assert not torch.equal(weight, before_w) and not torch.equal(policy.value_head.weight, before_head)
+    assert loss_after < loss_before
+    assert stats["ppo/updates"] == 2.0
+    assert {"losses/policy_loss", "losses/value_loss", "losses/approx_kl", "losses/clipfrac",
+            "losses/entropy"} <= set(stats)
+
+
+# ----------------------------------------------------------------------------- train()
+
+
+def fake_reward_fn(prompts, completions, rubrics=None, **kwargs):
+    """Deterministic: outcome from the completion's length, no steps."""
+    assert rubrics is None or len(rubrics) == len(completions)
+    return [{"outcome": 1.0 + len(c) % 10, "step_scores": [], "process": 0.0, "n_reflections": 0}
+            for c in completions]
+
+
+METRICS = {"reward/mean", "reward/outcome", "reward/process", "response/length_tokens", "response/reflections",
+           "objective/kl", "losses/entropy", "losses/value_loss", "losses/clipfrac", "losses/policy_loss",
+           "losses/approx_kl"}
+
+
+def test_train_two_steps_writes_loadable_final_and_checkpoints(tiny_dir, tmp_path):
+    cfg = small_cfg(total_steps=2, save_every=1, output_dir=str(tmp_path / "ppo"))
+    logged = []
+    out = train(tiny_dir, PROMPTS, fake_reward_fn, cfg, rubrics=["r"] * 4,
+                log_fn=lambda metrics, step: logged.append((step, metrics)))
+
+    assert [step for step, _ in logged] == [1, 2] and len(out["history"]) == 2
+    assert METRICS <= set(out["history"][0])
+    assert all(math.isfinite(v) for v in out["history"][0].values())
+    final = AutoModelForCausalLM.from_pretrained(out["final_dir"])
+    assert final.config.hidden_size == 32
+    assert latest_checkpoint(cfg.output_dir).name == "checkpoint-2"
+    state = json.loads((tmp_path / "ppo" / "checkpoint-1" / "trainer_state.json").read_text())
+    assert state["step"] == 1 and len(state["history"]) == 1
+
+
+def test_train_resumes_from_the_latest_checkpoint_at_the_next_step(tiny_dir, tmp_path):
+    def cfg(steps, name):
+        return small_cfg(total_steps=steps, save_every=1, ppo_epochs=2, learning_rate=1e-3,
+                         output_dir=str(tmp_path / name))
+
+    full = train(tiny_dir, PROMPTS, fake_reward_fn, cfg(2, "full"))
+    train(tiny_dir, PROMPTS, fake_reward_fn, cfg(1, "resumed"))
+    logged = []
+    resumed = train(tiny_dir, PROMPTS, fake_reward_fn, cfg(2, "resumed"), log_fn=lambda m, step: logged.append(step))
+
+    assert logged == [2]  # step 1 came from checkpoint-1
+    assert len(resumed["history"]) == 2
+    assert resumed["history"][0]["losses/value_loss"] == full["history"][0]["losses/value_loss"]
+    # step 2 depends on the step-1 weights (kl to the reference), value head and optimizer state
+    assert abs(full["history"][1]["objective/kl"]) > 1e-4
+    for key in ("reward/mean", "objective/kl", "losses/policy_loss", "losses/value_loss", "losses/approx_kl"):
+        assert resumed["history"][1][key] == pytest.approx(full["history"][1][key], rel=1e-4, abs=1e-7)
