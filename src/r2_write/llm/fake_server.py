@@ -5,20 +5,21 @@ background thread (aiohttp, so thousands of requests can be in flight at once). 
 are deterministic functions of the last user message; faults are drawn per request from
 a seeded RNG (request number ``n`` always gets the same draw):
 
-=============  =================================================================
-fault          what the client sees
-=============  =================================================================
-``429``        HTTP 429 with ``Retry-After: <retry_after_s>``
-``500``        HTTP 500
-``503``        HTTP 503 with ``Retry-After: <retry_after_s>``
-``timeout``    nothing for ``hang_s`` seconds (longer than the client's timeout)
-``truncated``  HTTP 200, ``application/json``, the body cut in half
-``non_json``   HTTP 200, an HTML error page (what a misbehaving proxy returns)
-``bad_judge``  HTTP 200, a valid completion whose content is not JSON
-               (only when ``judge_json=True``; tests the judge's own retries)
-``disconnect`` the connection is closed without an answer (opt-in: not drawn
-               unless named in ``faults``)
-=============  =================================================================
+===============  =================================================================
+fault            what the client sees
+===============  =================================================================
+``429``          HTTP 429 with ``Retry-After: <retry_after_s>``
+``500``          HTTP 500
+``503``          HTTP 503 with ``Retry-After: <retry_after_s>``
+``timeout``      nothing for ``hang_s`` seconds (longer than the client's timeout),
+                 then the connection is closed
+``truncated``    HTTP 200, ``application/json``, the body cut in half
+``non_json``     HTTP 200, an HTML error page (what a misbehaving proxy returns)
+``bad_judge``    HTTP 200, a valid completion whose content is not JSON
+                 (only when ``judge_json=True``; tests the judge's own retries)
+``disconnect``   the connection is closed without an answer (opt-in: not drawn
+                 unless named in ``faults``)
+===============  =================================================================
 
 Example::
 
@@ -190,6 +191,7 @@ class FaultServer:
             self.faults[fault] += 1
         if fault == "timeout":
             await self._sleep(self.hang_s)
+            fault = "disconnect"  # never answer: the client gave up long ago
         elif self.latency_s > 0:
             await asyncio.sleep(self.latency_s)  # plain sleep: cheaper than _sleep, and short
         if fault in ("429", "503", "500"):

@@ -1,8 +1,4 @@
-"""PPO pipelines: ``ppo`` (process reward) and ``ppo_outcome`` (the process_weight=0 ablation).
-
-``kedro run --pipelines ppo --params ppo.process_weight=0`` also gives an outcome-only run;
-``ppo_outcome`` exists so one ``kedro run`` can train and evaluate both side by side.
-"""
+"""PPO pipeline (process reward); ``pipelines/ppo_outcome`` reuses it for the ablation."""
 
 from functools import partial, update_wrapper
 
@@ -11,7 +7,7 @@ from kedro.pipeline import Node, Pipeline
 from .nodes import plot_reward_and_length, train_ppo_policy
 
 
-def _variant_pipeline(variant: str) -> Pipeline:
+def variant_pipeline(variant: str) -> Pipeline:
     train = update_wrapper(partial(train_ppo_policy, variant=variant), train_ppo_policy)
     return Pipeline(
         [
@@ -29,8 +25,4 @@ def _variant_pipeline(variant: str) -> Pipeline:
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return _variant_pipeline("ppo")
-
-
-def create_outcome_pipeline(**kwargs) -> Pipeline:
-    return _variant_pipeline("ppo_outcome")
+    return variant_pipeline("ppo")
