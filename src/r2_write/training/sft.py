@@ -38,7 +38,7 @@ class SFTParams(BaseModel):
     per_device_train_batch_size: int = Field(2, ge=1, description="Batch size per device.")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     max_length: int = Field(1024, ge=16, description="Truncate examples to this many tokens.")
-    warmup_ratio: float = Field(0.0, ge=0, le=1, description="Linear warm-up share of training.")
+    warmup_steps: float = Field(0, ge=0, description="Linear warm-up: steps, or a share of training if < 1.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
     bf16: bool = Field(False, description="bfloat16 mixed precision (GPU).")
     seed: int = Field(0, description="Training seed.")
@@ -86,7 +86,7 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         max_length=cfg.max_length,
-        warmup_ratio=cfg.warmup_ratio,
+        warmup_steps=cfg.warmup_steps,
         gradient_checkpointing=cfg.gradient_checkpointing,
         bf16=cfg.bf16,
         seed=cfg.seed,
