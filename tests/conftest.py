@@ -1,0 +1,73 @@
+"""Shared fixtures: offline environment, project root, a scripted fake LLM client, the embedded model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# set before kedro / transformers / mlflow are imported by any test module
+for _k, _v in {
+    "KEDRO_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_k, _v)
+
+from tests.fakes import FakeBackend, make_client  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+EMBEDDED_MODEL = PROJECT_ROOT / "data" / "06_models" / "base_model"
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    """The repository root (holds pyproject.toml, conf/, data/)."""
+    return PROJECT_ROOT
+
+
+@pytest.fixture
+def fake_backend() -> FakeBackend:
+    """A fresh scripted backend (default: well-behaved answers for every role)."""
+    return FakeBackend()
+
+
+@pytest.fixture
+def fake_client(fake_backend):
+    """An LLMClient over ``fake_backend``, no cache. Script it via ``fake_client.backend.respond``."""
+    return make_client(fake_backend)
+
+
+@pytest.fixture(scope="session")
+def embedded_model_dir() -> Path:
+    if not (EMBEDDED_MODEL / "model.safetensors").exists():
+        pytest.skip("embedded model missing: run `make model`")
+    return EMBEDDED_MODEL
+
+
+@pytest.fixture(scope="session")
+def embedded_client(embedded_model_dir):
+    """The real transformers backend on the embedded SmolLM2-135M checkpoint (no cache), loaded once."""
+    import torch
+
+    from r2_write.llm.client import LLMClient
+    from r2_write.llm.config import LLMConfig
+
+    # one thread: on a small shared CPU, two contended OpenMP threads run several times slower
+    torch.set_num_threads(1)
+    return LLMClient(LLMConfig(backend="transformers", model=str(embedded_model_dir), device="cpu", batch_size=8, cache_path=None))
+
+
+@pytest.fixture(scope="session")
+def project_params(project_root) -> dict:
+    """The merged parameters of conf/base (as ``kedro run`` sees them, without runtime params)."""
+    from kedro.config import OmegaConfigLoader
+
+    from r2_write.settings import CONFIG_LOADER_ARGS
+
+    loader = OmegaConfigLoader(str(project_root / "conf"), **{**CONFIG_LOADER_ARGS, "default_run_env": "base"})
+    return dict(loader["parameters"])
