@@ -32,7 +32,8 @@ def parse_params(model: type[T], data: Any, where: str) -> T:
         lines = []
         for err in exc.errors():
             field = ".".join(str(p) for p in (where, *err["loc"]))
-            got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+            secret = any(w in str(p).lower() for p in err["loc"] for w in ("key", "secret", "password"))
+            got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) and not secret else ""
             lines.append(f"parameter '{field}': {err['msg']}{got}")
         raise ConfigError(
             "invalid parameters:\n  " + "\n  ".join(lines) + "\nFix conf/base/parameters_*.yml or your --params."

@@ -132,7 +132,7 @@ def synthesize(
         for s in live:
             before, after = s.scores[-2], s.scores[-1]
             if before is None or after is None or after - before <= cfg.min_improvement:
-                s.active, s.stop_reason = False, "no_improvement" if after is not None else "judge_failed"
+                s.active, s.stop_reason = False, "judge_failed" if before is None or after is None else "no_improvement"
     return [_record(s) for s in states]
 
 

@@ -1,0 +1,73 @@
+"""Judge answer parsing: JSON anywhere, fenced, score lines; clear errors otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from r2_write.judge.parsing import JudgeParseError, parse_json_object, parse_score
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"score": 7, "reason": "clear structure"}', (7, "clear structure")),
+        ('```json\n{"score": 8, "reason": "good"}\n```', (8, "good")),
+        ('Sure! Here is my verdict: {"score": "9", "reason": "vivid"} Hope it helps.', (9, "vivid")),
+        ('{"score": 3.0, "justification": "thin"}', (3, "thin")),
+        ('{"note": 1} {"score": 10, "reason": "x"}', (10, "x")),
+        ('{"score": 1}', (1, "")),
+    ],
+)
+def test_json_answers(text, expected):
+    assert parse_score(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, score",
+    [
+        ("Score: 3/10 because it rambles", 3),
+        ("score = 6, reason: decent", 6),
+        ('{"score": 5, "reason": "unterminated', 5),  # broken JSON, score line still readable
+        ("'score': '4'", 4),
+    ],
+)
+def test_score_line_fallback(text, score):
+    assert parse_score(text)[0] == score
+
+
+def test_fallback_reason_after_score():
+    assert parse_score("score: 6, reason: decent") == (6, "decent")
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", "empty judge answer"),
+        ("   \n", "empty judge answer"),
+        ("I think it is quite good.", "no score found"),
+        ('{"score": 0, "reason": "awful"}', r"not an integer in \[1, 10\]"),
+        ('{"score": 11}', r"not an integer in \[1, 10\]"),
+        ('{"score": 7.5}', "not an integer"),
+        ('{"score": "high"}', "is not a number"),
+        ('{"score": null}', "is not a number"),
+        ("score: 42", r"not an integer in \[1, 10\]"),
+    ],
+)
+def test_malformed_answers_raise(text, match):
+    with pytest.raises(JudgeParseError, match=match):
+        parse_score(text)
+
+
+def test_custom_range():
+    assert parse_score('{"score": 0}', low=0, high=5) == (0, "")
+    with pytest.raises(JudgeParseError):
+        parse_score('{"score": 6}', low=0, high=5)
+
+
+def test_parse_json_object():
+    assert parse_json_object('text ```{"a": {"b": 1}}``` more') == {"a": {"b": 1}}
+    assert parse_json_object('junk {bad} then {"ok": true}') == {"ok": True}
+    with pytest.raises(JudgeParseError, match="no JSON object"):
+        parse_json_object("[1, 2]")
+    with pytest.raises(JudgeParseError):
+        parse_json_object(None)  # type: ignore[arg-type]
