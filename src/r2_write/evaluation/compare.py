@@ -1,0 +1,250 @@
+"""Side-by-side comparison of model variants: metric names, table, markdown, charts, MLflow runs.
+
+Every variant is summarised by :func:`variant_metrics` under the same metric names
+(:data:`METRIC_COLUMNS`, all on a 100-point scale except the length columns), so variants
+line up as rows of one table (:func:`comparison_table`), as nested MLflow runs logging the
+same keys (:func:`log_variant_run`, keys ``eval/<name>``), and as prefixed keys
+``eval/<variant>/<name>`` in the parent run.
+
+:func:`reflection_effects_table` summarises the synthesis reflection steps per domain (share
+of steps that raised / lowered / left the judge score) beside the paper's figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from r2_write.prompts.report_judge import QUALITY_CRITERIA
+from r2_write.rubrics.schema import DOMAINS
+from r2_write.trajectory import parse
+
+logger = logging.getLogger(__name__)
+
+METRIC_PREFIX = "eval"
+PAPER_RAISED_SHARE = 0.55  # paper: reflection/revision helps in >55% of steps
+PAPER_LOWERED_SHARE = 0.10  # ... and hurts in ~10%
+EFFECTS = ("raised", "lowered", "unchanged")
+
+
+def slug(name: str) -> str:
+    """A metric-name-safe slug: ``"Politics & Law"`` -> ``"politics_law"``."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+WRITINGBENCH_COLUMNS = ["writingbench_overall"] + [f"writingbench_{slug(d)}" for d in DOMAINS]
+DRG_COLUMNS = ["kpr", "kpc", "kp_omitted_rate", "quality_overall"] + [f"quality_{slug(c)}" for c in QUALITY_CRITERIA]
+LENGTH_COLUMNS = ["response_tokens", "reflections_per_response"]
+METRIC_COLUMNS = WRITINGBENCH_COLUMNS + DRG_COLUMNS + LENGTH_COLUMNS
+COUNT_COLUMNS = [
+    "writingbench_queries", "writingbench_unscored", "drg_queries", "kp_unlabelled", "quality_unrated",
+]
+"""Bookkeeping counts logged with the metrics (never compared as scores)."""
+
+
+def count_reflections(text: str) -> int:
+    """Number of reflection segments in a (possibly malformed) trajectory.
+
+    >>> count_reflections("<think>\\n<draft>\\nd\\n</draft>\\n<reflection>\\nr\\n</reflection>\\n</think>\\na")
+    1
+    """
+    return sum(s.kind == "reflection" for s in parse(text or "", strict=False).segments)
+
+
+def variant_metrics(writingbench: dict, drg: dict, responses: pd.DataFrame) -> dict[str, float]:
+    """One variant's metrics under the shared names (:data:`METRIC_COLUMNS` + counts).
+
+    Args:
+        writingbench: Output of ``aggregate_writingbench``.
+        drg: Output of ``aggregate_drg``.
+        responses: The WritingBench responses (columns response, response_tokens, error):
+            length and reflection counts are over the successfully generated ones.
+
+    Returns:
+        ``{name: value}``; scores on the 100 scale, NaN where nothing was scored.
+    """
+    ok = responses[responses["error"].isna()] if "error" in responses else responses
+    out = {"writingbench_overall": writingbench["overall_100"]}
+    out.update({f"writingbench_{slug(d)}": writingbench["domains_100"].get(d, math.nan) for d in DOMAINS})
+    out.update({"kpr": drg["kpr"], "kpc": drg["kpc"], "kp_omitted_rate": drg["omitted_rate"]})
+    out["quality_overall"] = drg["quality_overall"]
+    out.update({f"quality_{slug(c)}": drg["quality_100"].get(c, math.nan) for c in QUALITY_CRITERIA})
+    out["response_tokens"] = float(ok["response_tokens"].mean()) if len(ok) else math.nan
+    out["reflections_per_response"] = float(ok["response"].map(count_reflections).mean()) if len(ok) else math.nan
+    out.update(
+        {
+            "writingbench_queries": writingbench["n_queries"],
+            "writingbench_unscored": writingbench["n_unscored"],
+            "drg_queries": drg["n_queries"],
+            "kp_unlabelled": drg["n_unlabelled"],
+            "quality_unrated": drg["n_unrated"],
+        }
+    )
+    return {k: float(v) for k, v in out.items()}
+
+
+def prefixed(metrics: dict[str, float], variant: str | None = None) -> dict[str, float]:
+    """``eval/<name>`` (nested run) or ``eval/<variant>/<name>`` (parent run) keys.
+
+    >>> prefixed({"kpr": 50.0}, "sft")
+    {'eval/sft/kpr': 50.0}
+    """
+    head = METRIC_PREFIX if variant is None else f"{METRIC_PREFIX}/{variant}"
+    return {f"{head}/{k}": v for k, v in metrics.items()}
+
+
+def log_variant_run(variant: str, metrics: dict[str, float]) -> str | None:
+    """Log ``metrics`` as ``eval/<name>`` in a nested MLflow run named ``variant``.
+
+    Every variant logs the same keys, so the MLflow UI compares them side by side. Does
+    nothing (returns None) when no MLflow run is active, e.g. outside ``kedro run``.
+
+    Returns:
+        The nested run's id, or None.
+    """
+    import mlflow
+
+    if mlflow.active_run() is None:
+        logger.info("no active MLflow run: variant %s not logged as a nested run", variant)
+        return None
+    clean = {k: v for k, v in prefixed(metrics).items() if v is not None and not math.isnan(v)}
+    with mlflow.start_run(run_name=variant, nested=True) as run:
+        mlflow.set_tags({"variant": variant, "r2_write.stage": "evaluation"})
+        mlflow.log_metrics(clean)
+        return run.info.run_id
+
+
+def comparison_table(summaries: list[pd.DataFrame]) -> pd.DataFrame:
+    """Variants x metrics table from the one-row summaries of each variant.
+
+    Args:
+        summaries: Frames with a ``variant`` column and metric columns (extra columns kept
+            after the standard ones; a missing standard column is NaN).
+
+    Returns:
+        One row per variant (in the given order), columns ``variant`` + :data:`METRIC_COLUMNS`
+        + counts + any other columns.
+    """
+    df = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame(columns=["variant"])
+    if df["variant"].duplicated().any():
+        raise ValueError(f"duplicate variants in the summaries: {sorted(df['variant'][df['variant'].duplicated()])}")
+    cols = ["variant"] + METRIC_COLUMNS + COUNT_COLUMNS
+    extra = [c for c in df.columns if c not in cols]
+    return df.reindex(columns=cols + extra).reset_index(drop=True)
+
+
+def to_markdown(table: pd.DataFrame, digits: int = 1, title: str | None = None) -> str:
+    """A GitHub-flavoured markdown table (NaN shown as "-").
+
+    >>> print(to_markdown(pd.DataFrame({"variant": ["base"], "kpr": [50.0]})), end="")
+    | variant | kpr |
+    |---|---:|
+    | base | 50.0 |
+    """
+    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
+
+    def cell(v, num: bool) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        return f"{v:.{digits}f}" if num and isinstance(v, (int, float)) else str(v).replace("|", "\\|")
+
+    lines = [f"## {title}", ""] if title else []
+    lines.append("| " + " | ".join(map(str, table.columns)) + " |")
+    lines.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
+    for row in table.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v, n) for v, n in zip(row, numeric)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_chart(table: pd.DataFrame) -> Figure:
+    """Grouped bar charts of the comparison table: WritingBench, DeepResearchGym, length.
+
+    Args:
+        table: Output of :func:`comparison_table`.
+
+    Returns:
+        A matplotlib figure (built without pyplot; PNG rendering uses Agg).
+    """
+    panels = [
+        ("WritingBench (100 scale)", WRITINGBENCH_COLUMNS),
+        ("DeepResearchGym key points (%)", ["kpr", "kpc", "kp_omitted_rate"]),
+        ("DeepResearchGym quality (100 scale)", DRG_COLUMNS[3:]),
+        ("Length", LENGTH_COLUMNS),
+    ]
+    fig = Figure(figsize=(14, 8))  # no pyplot: no global state, rendered by Agg on save
+    axes = fig.subplots(2, 2)
+    variants = list(table["variant"]) if "variant" in table else []
+    for ax, (title, cols) in zip(axes.flat, panels):
+        cols = [c for c in cols if c in table.columns]
+        width = 0.8 / max(len(variants), 1)
+        for i, v in enumerate(variants):
+            vals = [float(table.loc[table["variant"] == v, c].iloc[0]) for c in cols]
+            ax.bar([j + i * width for j in range(len(cols))], [0.0 if math.isnan(x) else x for x in vals], width, label=v)
+        ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(cols))])
+        ax.set_xticklabels([c.replace("writingbench_", "wb_").replace("quality_", "q_") for c in cols], rotation=30, ha="right")
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    if variants:
+        axes.flat[0].legend(title="variant", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def reflection_effects_table(steps: pd.DataFrame) -> pd.DataFrame:
+    """Per-domain shares of reflection->revision steps that raised / lowered / left the score.
+
+    Shares are over the *scored* steps (effect raised, lowered or unchanged); unscored steps
+    (a judge score missing before or after) are counted separately. The last row, domain
+    "All", pools every step; the paper reports >55% raised and ~10% lowered.
+
+    Args:
+        steps: ``synthesis.steps``: columns id, domain, step, score_before, score_after,
+            delta, effect (raised | lowered | unchanged | unscored).
+
+    Returns:
+        Columns domain, steps, scored, unscored, raised_share, lowered_share,
+        unchanged_share, mean_delta, paper_raised_share, paper_lowered_share.
+    """
+    def row(domain: str, g: pd.DataFrame) -> dict:
+        scored = g[g["effect"].isin(EFFECTS)]
+        n = len(scored)
+        out = {"domain": domain, "steps": len(g), "scored": n, "unscored": len(g) - n}
+        out.update({f"{e}_share": (scored["effect"] == e).mean() if n else math.nan for e in EFFECTS})
+        out["mean_delta"] = float(scored["delta"].mean()) if n else math.nan
+        return out
+
+    order = [d for d in DOMAINS if d in set(steps["domain"])] + sorted(set(steps["domain"]) - set(DOMAINS))
+    rows = [row(d, steps[steps["domain"] == d]) for d in order] + [row("All", steps)]
+    table = pd.DataFrame(rows)
+    table["paper_raised_share"] = PAPER_RAISED_SHARE
+    table["paper_lowered_share"] = PAPER_LOWERED_SHARE
+    return table
+
+
+def reflection_effects_chart(table: pd.DataFrame) -> Figure:
+    """Grouped bars of the step effect shares per domain, with the paper's levels as lines.
+
+    Each group shows raised / unchanged / lowered side by side, so the raised bar reads
+    against the paper's >55% line and the lowered bar against its ~10% line.
+    """
+    fig = Figure(figsize=(max(8.0, 1.6 * len(table) + 2), 4.5))
+    ax = fig.subplots()
+    colors = {"raised": "#4c9f70", "unchanged": "#b0b0b0", "lowered": "#d1603d"}
+    width = 0.27
+    for k, e in enumerate(("raised", "unchanged", "lowered")):
+        vals = [0.0 if pd.isna(v) else float(v) for v in table[f"{e}_share"]]
+        ax.bar([i + (k - 1) * width for i in range(len(table))], vals, width, label=e, color=colors[e])
+    ax.axhline(PAPER_RAISED_SHARE, color="#2d6a4f", ls="--", lw=1, label="paper: raised >55%")
+    ax.axhline(PAPER_LOWERED_SHARE, color="#9d2f1a", ls=":", lw=1, label="paper: lowered ~10%")
+    ax.set_xticks(range(len(table)))
+    ax.set_xticklabels([f"{d}\n(n={int(n)})" for d, n in zip(table["domain"], table["scored"])], rotation=20, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of scored steps")
+    ax.set_title("Effect of reflection -> revision steps on the judge score")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,414 @@
+"""DeepResearchGym report evaluation: write reports, label key points, rate quality, aggregate.
+
+Protocol (``eval_kpr_async.py`` and ``eval_quality_async.py`` of
+cxcscmu/deepresearch_benchmarking, see ../shared/benchmarks/deepresearchgym/SOURCE.md):
+
+* Key points: one judge call per (key point, report); label Supported, Omitted or
+  Contradicted. Per query: supported / contradicted / omitted share of its key points x 100;
+  KPR, KPC and the omitted rate are the means over queries (KPC: lower is better).
+* Quality: one judge call per criterion (Clarity, Depth, Balance, Breadth, Support,
+  Insightfulness), an integer 0-10. A query's quality is sum of ratings / (10 x number of
+  ratings) x 100 (= sum / 60 x 100 when all six are rated); the benchmark reports its mean
+  over queries, and each criterion's mean on 0-10 and x10.
+
+The judge works in two modes, like :class:`r2_write.judge.judge.RubricJudge`:
+``generate`` (JSON parsed by :func:`parse_keypoint_label` / :func:`parse_rating`, malformed
+answers retried with a new seed, failures counted) and ``probability`` (one forward pass:
+key-point label = argmax of the next-token probabilities of the first token of each label
+after ``{"label": "`` (see :meth:`ReportJudge.label_tokens`); rating = expected value over
+"0".."10" after ``{"rating": ``).
+
+A key point or criterion the judge never answered validly is left unlabelled / unrated
+(None), excluded from the rates and counted; it is never silently given a label. Reports
+that could not be generated are not judged (the official scorer skips queries without an
+answer file).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+from r2_write.judge.judge import JudgeConfig, JudgeStats
+from r2_write.judge.parsing import JudgeParseError
+from r2_write.llm.client import LLMClient
+from r2_write.llm.config import SamplingParams
+from r2_write.prompts.report_judge import (
+    KEYPOINT_LABELS,
+    KEYPOINT_PREFIX,
+    QUALITY_CRITERIA,
+    RATING_PREFIX,
+    RATING_TOKENS,
+    keypoint_messages,
+    quality_messages,
+)
+from r2_write.prompts.report_writer import report_messages
+from r2_write.trajectory import split_thinking
+
+REPORT_COLUMNS = ["id", "query", "key_points", "passages", "report", "answer", "response_tokens", "finish_reason", "error"]
+LABEL_COLUMNS = ["id", "point_number", "point_content", "label", "justification", "attempts", "error"]
+QUALITY_COLUMNS = ["id", "criterion", "rating", "justification", "attempts", "error"]
+
+_URL_RE = re.compile(r"https?://[^\s)\]>\"']+", re.I)
+
+
+class KeypointParseError(JudgeParseError):
+    """The judge's answer holds no recognisable key-point label."""
+
+
+# --------------------------------------------------------------------------- parsing
+
+_LABEL_WORDS = {
+    "supported": "Supported", "supports": "Supported", "support": "Supported",
+    "omitted": "Omitted", "omits": "Omitted", "omit": "Omitted", "omission": "Omitted",
+    "contradicted": "Contradicted", "contradicts": "Contradicted", "contradict": "Contradicted",
+    "contradiction": "Contradicted",
+}
+_OBJ_RE = re.compile(r"\{.*?\}", re.S)
+_LABEL_FIELD_RE = re.compile(r"""["']?label["']?\s*[:=]\s*["']?\s*([A-Za-z]+)""", re.I)
+_JUSTIFICATION_RE = re.compile(
+    r"""["']?(?:justification|reason|explanation)["']?\s*[:=]\s*["']?(.*?)["']?\s*\}?\s*$""", re.I | re.S
+)
+_LABEL_LINE_RE = re.compile(r"^[\s\W_]*(?:label\s*[:=]\s*)?[\"'*`]*([A-Za-z]+)[\"'*`.!]*\s*$", re.I)
+
+
+def _norm_label(word) -> str | None:
+    return _LABEL_WORDS.get(str(word).strip().strip("\"'*`.").lower()) if word is not None else None
+
+
+def parse_keypoint_label(text: str) -> tuple[str, str]:
+    """Extract ``(label, justification)`` from a key-point judge answer.
+
+    Accepts a JSON object anywhere in the text (also in code fences, with any key case),
+    label case variants and verb forms ("supported", "SUPPORTS", "contradicts"), a
+    ``label: X`` pattern in broken JSON, or a line holding only the label. Raises
+    :class:`KeypointParseError` when none is found or the label is not one of
+    Supported / Omitted / Contradicted: the caller retries and counts, never guesses.
+
+    >>> parse_keypoint_label('```json\\n{"label": "supported", "justification": "Stated."}\\n```')
+    ('Supported', 'Stated.')
+    >>> parse_keypoint_label('Omitted\\nThe report never mentions cost.')
+    ('Omitted', 'The report never mentions cost.')
+    """
+    if not text or not text.strip():
+        raise KeypointParseError("empty judge answer")
+    for m in _OBJ_RE.finditer(text):
+        try:
+            obj = json.loads(m.group(0))
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        fields = {str(k).lower(): v for k, v in obj.items()}
+        if "label" in fields:
+            label = _norm_label(fields["label"])
+            if label is None:
+                raise KeypointParseError(f"unknown label {fields['label']!r}; expected one of {KEYPOINT_LABELS}")
+            why = fields.get("justification", fields.get("reason", fields.get("explanation", "")))
+            return label, str(why).strip()
+    m = _LABEL_FIELD_RE.search(text)
+    if m:
+        label = _norm_label(m.group(1))
+        if label is None:
+            raise KeypointParseError(f"unknown label {m.group(1)!r}; expected one of {KEYPOINT_LABELS}")
+        why = _JUSTIFICATION_RE.search(text[m.end() :])
+        return label, (why.group(1).strip() if why else "")
+    lines = text.strip().splitlines()
+    for i, line in enumerate(lines):
+        lm = _LABEL_LINE_RE.match(line)
+        if lm and _norm_label(lm.group(1)):
+            rest = "\n".join(lines[:i] + lines[i + 1 :]).strip()
+            return _norm_label(lm.group(1)), rest  # type: ignore[return-value]
+    raise KeypointParseError(f"no key-point label found in judge answer: {text.strip()[:80]!r}")
+
+
+_RATING_FIELD_RE = re.compile(r"""["']?(?:rating|score)["']?\s*[:=]\s*["']?(\d+(?:\.\d+)?)""", re.I)
+
+
+def parse_rating(text: str, low: int = 0, high: int = 10) -> tuple[int, str]:
+    """Extract ``(rating, justification)`` (an integer in [low, high]) from a quality judge answer.
+
+    >>> parse_rating('{"rating": 3, "justification": "No sources."}')
+    (3, 'No sources.')
+    """
+    if not text or not text.strip():
+        raise JudgeParseError("empty judge answer")
+    value, why = None, ""
+    for m in _OBJ_RE.finditer(text):
+        try:
+            obj = json.loads(m.group(0))
+        except json.JSONDecodeError:
+            continue
+        fields = {str(k).lower(): v for k, v in obj.items()} if isinstance(obj, dict) else {}
+        if "rating" in fields or "score" in fields:
+            value = fields.get("rating", fields.get("score"))
+            why = str(fields.get("justification", fields.get("reason", ""))).strip()
+            break
+    if value is None:
+        m = _RATING_FIELD_RE.search(text)
+        if not m:
+            raise JudgeParseError(f"no rating found in judge answer: {text.strip()[:80]!r}")
+        value = m.group(1)
+        j = _JUSTIFICATION_RE.search(text[m.end() :])
+        why = j.group(1).strip() if j else ""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise JudgeParseError(f"rating {value!r} is not a number") from None
+    if not f.is_integer() or not low <= f <= high:
+        raise JudgeParseError(f"rating {value!r} is not an integer in [{low}, {high}]")
+    return int(f), why
+
+
+# --------------------------------------------------------------------------- judge
+
+
+@dataclass
+class Verdict:
+    """One judge answer: ``value`` is a label (key points) or a rating (quality); None if never valid."""
+
+    value: str | float | None
+    justification: str = ""
+    attempts: int = 1
+    error: str | None = None
+
+
+class ReportJudge:
+    """Labels key points and rates report quality with an :class:`LLMClient`."""
+
+    def __init__(self, client: LLMClient, cfg: JudgeConfig | None = None):
+        self.client = client
+        self.cfg = cfg or JudgeConfig()
+        self.stats = JudgeStats()
+
+    def label_key_points(self, items: list[tuple[str, str]]) -> list[Verdict]:
+        """Label each ``(key_point, report)`` pair Supported / Omitted / Contradicted."""
+        self.stats.items += len(items)
+        convs = [keypoint_messages(kp, report) for kp, report in items]
+        if not convs:
+            return []
+        if self.cfg.mode == "generate":
+            return self._generate(convs, parse_keypoint_label)
+        tokens = self.label_tokens()
+        out = []
+        for raw in self.client.next_token_probs(convs, list(tokens), KEYPOINT_PREFIX):
+            probs = {lab: raw[t] for t, lab in tokens.items()}
+            mass = sum(probs.values())
+            if mass <= 0 or math.isnan(mass):
+                out.append(self._fail("no probability mass on the labels"))
+                continue
+            label = max(KEYPOINT_LABELS, key=lambda lab: probs[lab])
+            shown = ", ".join(f"p({lab})={probs[lab] / mass:.3f}" for lab in KEYPOINT_LABELS)
+            out.append(Verdict(label, shown))
+        return out
+
+    def label_tokens(self) -> dict[str, str]:
+        """The candidate scored for each label in probability mode: ``{candidate: label}``.
+
+        The first token of each label (one forward pass, no extra rows) when the backend
+        exposes its tokenizer (``backend.tok``, the local transformers backend) and the
+        first tokens differ; otherwise the whole label strings, which the backend scores
+        as sequences.
+        """
+        tok = getattr(self.client.backend, "tok", None)
+        if tok is not None:
+            try:
+                firsts = [tok.decode(tok.encode(lab, add_special_tokens=False)[:1]) for lab in KEYPOINT_LABELS]
+            except Exception:  # noqa: BLE001 - any tokenizer trouble: score whole labels
+                firsts = []
+            if len(set(firsts)) == len(KEYPOINT_LABELS) and all(f.strip() for f in firsts):
+                return dict(zip(firsts, KEYPOINT_LABELS))
+        return {lab: lab for lab in KEYPOINT_LABELS}
+
+    def rate_quality(self, items: list[tuple[str, str, str]]) -> list[Verdict]:
+        """Rate each ``(criterion, query, report)`` 0-10."""
+        self.stats.items += len(items)
+        convs = [quality_messages(c, q, r) for c, q, r in items]
+        if not convs:
+            return []
+        if self.cfg.mode == "generate":
+            return self._generate(convs, parse_rating)
+        out = []
+        for probs in self.client.next_token_probs(convs, RATING_TOKENS, RATING_PREFIX):
+            mass = sum(probs.values())
+            if mass <= 0 or math.isnan(mass):
+                out.append(self._fail("no probability mass on rating tokens"))
+                continue
+            out.append(Verdict(round(sum(int(t) * p for t, p in probs.items()) / mass, 4), "expected rating"))
+        return out
+
+    def _fail(self, error: str, attempts: int = 1) -> Verdict:
+        self.stats.failed_items += 1
+        self.stats.errors.append(error)
+        return Verdict(None, attempts=attempts, error=error)
+
+    def _generate(self, convs, parse) -> list[Verdict]:
+        results: list[Verdict | None] = [None] * len(convs)
+        last_error = [""] * len(convs)
+        todo = list(range(len(convs)))
+        for attempt in range(self.cfg.max_attempts):
+            if not todo:
+                break
+            sampling = SamplingParams(
+                temperature=self.cfg.temperature if attempt == 0 else self.cfg.retry_temperature,
+                max_new_tokens=self.cfg.max_new_tokens,
+                seed=self.cfg.seed + attempt,
+            )
+            still = []
+            for i, g in zip(todo, self.client.generate([convs[i] for i in todo], sampling)):
+                if not g.ok:
+                    last_error[i] = f"call failed: {g.error}"
+                    still.append(i)
+                    continue
+                try:
+                    value, why = parse(g.text)
+                    results[i] = Verdict(value, why, attempts=attempt + 1)
+                except JudgeParseError as exc:
+                    self.stats.parse_failures += 1
+                    last_error[i] = str(exc)
+                    still.append(i)
+            todo = still
+        for i in todo:
+            results[i] = self._fail(last_error[i], self.cfg.max_attempts)
+        return results  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def has_source_urls(report: str) -> bool:
+    """Whether ``report`` cites at least one http(s) URL (the Support criterion's minimum)."""
+    return bool(_URL_RE.search(report or ""))
+
+
+def generate_reports(
+    client: LLMClient, queries: pd.DataFrame, passages: pd.DataFrame, sampling: SamplingParams, max_passage_chars: int = 1500
+) -> pd.DataFrame:
+    """Write one report per query with the variant's model, using the retrieved passages.
+
+    Args:
+        client: The variant's model client.
+        queries: Columns id, query, key_points (JSON).
+        passages: Columns id, passages (JSON list of {url, text}; ``[]`` closed book).
+        sampling: Generation settings.
+        max_passage_chars: Characters of each passage shown to the writer.
+
+    Returns:
+        Columns id, query, key_points, passages, report (raw), answer (after the
+        end-of-thinking marker), response_tokens, finish_reason, error.
+    """
+    by_id = dict(zip(passages["id"], passages["passages"]))
+    docs = [json.loads(by_id.get(i, "[]")) for i in queries["id"]]
+    convs = [report_messages(q, d, max_passage_chars) for q, d in zip(queries["query"], docs)]
+    gens = client.generate(convs, sampling)
+    out = queries[["id", "query", "key_points"]].copy()
+    out["passages"] = [json.dumps(d, ensure_ascii=False) for d in docs]
+    out["report"] = [g.text for g in gens]
+    out["answer"] = [split_thinking(g.text)[1] for g in gens]
+    out["response_tokens"] = [int(g.completion_tokens) for g in gens]
+    out["finish_reason"] = [g.finish_reason for g in gens]
+    out["error"] = [g.error for g in gens]
+    return out.reset_index(drop=True)[REPORT_COLUMNS]
+
+
+def judge_key_points(judge: ReportJudge, reports: pd.DataFrame) -> pd.DataFrame:
+    """Label every key point of every generated report (failed reports are not judged).
+
+    Returns:
+        One row per (query, key point): id, point_number, point_content, label (None if the
+        judge never answered validly), justification, attempts, error.
+    """
+    ok = reports[reports["error"].isna()]
+    pairs = [(r, kp) for r in ok.itertuples() for kp in json.loads(r.key_points)]
+    verdicts = judge.label_key_points([(kp["point_content"], r.answer) for r, kp in pairs])
+    rows = [
+        [r.id, int(kp["point_number"]), kp["point_content"], v.value, v.justification, v.attempts, v.error]
+        for (r, kp), v in zip(pairs, verdicts)
+    ]
+    return pd.DataFrame(rows, columns=LABEL_COLUMNS)
+
+
+def judge_quality(judge: ReportJudge, reports: pd.DataFrame, support_requires_urls: bool = True) -> pd.DataFrame:
+    """Rate every generated report on the six quality criteria.
+
+    Args:
+        judge: The report judge.
+        reports: Output of :func:`generate_reports`.
+        support_requires_urls: Apply the Support rule ("no source URLs: 0") directly instead
+            of asking the judge, for reports without any URL.
+
+    Returns:
+        One row per (query, criterion): id, criterion, rating (0-10, NaN if unrated),
+        justification, attempts, error.
+    """
+    ok = reports[reports["error"].isna()]
+    rows, asks = [], []
+    for r in ok.itertuples():
+        for c in QUALITY_CRITERIA:
+            if c == "Support" and support_requires_urls and not has_source_urls(r.answer):
+                rows.append([r.id, c, 0.0, "no source URLs in the report: 0 by the Support rule", 0, None])
+            else:
+                rows.append(None)
+                asks.append((len(rows) - 1, r.id, c, r.query, r.answer))
+    verdicts = judge.rate_quality([(c, q, a) for _, _, c, q, a in asks])
+    for (pos, rid, c, _, _), v in zip(asks, verdicts):
+        rating = math.nan if v.value is None else float(v.value)
+        rows[pos] = [rid, c, rating, v.justification, v.attempts, v.error]
+    return pd.DataFrame(rows, columns=QUALITY_COLUMNS)
+
+
+def aggregate_drg(labels: pd.DataFrame, quality: pd.DataFrame) -> dict:
+    """Aggregate key-point labels and quality ratings as the official DeepResearchGym scorer.
+
+    Args:
+        labels: Columns id, point_number, label (Supported / Omitted / Contradicted; None or
+            NaN when unlabelled).
+        quality: Columns id, criterion, rating (0-10; None/NaN when unrated).
+
+    Returns:
+        ``kpr``, ``kpc``, ``omitted_rate``: means over queries of the per-query shares x 100
+        (over labelled key points); ``quality_overall``: mean over queries of
+        sum / (10 x rated criteria) x 100; ``quality`` (criterion -> mean 0-10) and
+        ``quality_100`` (x10); counts ``n_queries``, ``n_key_points``, ``n_unlabelled``,
+        ``n_quality_queries``, ``n_unrated``. Means over nothing are NaN.
+
+    >>> lab = pd.DataFrame({"id": ["q", "q"], "point_number": [1, 2], "label": ["Supported", "Omitted"]})
+    >>> qual = pd.DataFrame({"id": ["q"] * 2, "criterion": ["Clarity", "Depth"], "rating": [6, 4]})
+    >>> r = aggregate_drg(lab, qual)
+    >>> r["kpr"], r["quality_overall"]
+    (50.0, 50.0)
+    """
+    for name, df, cols in (("labels", labels, {"id", "label"}), ("quality", quality, {"id", "criterion", "rating"})):
+        if cols - set(df.columns):
+            raise ValueError(f"{name} frame lacks column(s) {sorted(cols - set(df.columns))}")
+    unknown = set(labels["label"].dropna()) - set(KEYPOINT_LABELS)
+    if unknown:
+        raise ValueError(f"unknown key-point label(s) {sorted(unknown)}; expected {KEYPOINT_LABELS}")
+    lab = labels[labels["label"].notna()]
+    shares = pd.DataFrame(
+        {name: lab["label"].eq(value) for name, value in (("kpr", "Supported"), ("kpc", "Contradicted"), ("omitted_rate", "Omitted"))}
+    ).groupby(lab["id"]).mean() * 100
+    rating = pd.to_numeric(quality["rating"], errors="coerce")
+    rated = quality.assign(rating=rating)[rating.notna()]
+    per_query = rated.groupby("id")["rating"].agg(lambda s: s.sum() / (10 * len(s)) * 100)
+    crit_mean = rated.groupby("criterion")["rating"].mean()
+    order = [c for c in QUALITY_CRITERIA if c in crit_mean.index] + sorted(set(crit_mean.index) - set(QUALITY_CRITERIA))
+    crit = {c: float(crit_mean[c]) for c in order}
+    mean = lambda s: float(s.mean()) if len(s) else math.nan  # noqa: E731
+    return {
+        "kpr": mean(shares["kpr"]),
+        "kpc": mean(shares["kpc"]),
+        "omitted_rate": mean(shares["omitted_rate"]),
+        "quality_overall": mean(per_query),
+        "quality": crit,
+        "quality_100": {c: v * 10 for c, v in crit.items()},
+        "n_queries": int(len(shares)),
+        "n_key_points": int(len(lab)),
+        "n_unlabelled": int(labels["label"].isna().sum()),
+        "n_quality_queries": int(len(per_query)),
+        "n_unrated": int(rating.isna().sum()),
+    }

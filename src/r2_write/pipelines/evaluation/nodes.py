@@ -1,0 +1,258 @@
+"""Evaluation nodes: WritingBench and DeepResearchGym per model variant, then one comparison."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pandas as pd
+from matplotlib.figure import Figure
+from pydantic import BaseModel, ConfigDict, Field
+
+from r2_write.config import parse_params
+from r2_write.evaluation import compare, deepresearchgym as drg, writingbench as wb
+from r2_write.evaluation.retrieval import RetrieverConfig, build_retriever
+from r2_write.judge.judge import JudgeConfig, RubricJudge
+from r2_write.llm.client import LLMClient
+from r2_write.llm.config import LLMConfig, SamplingParams
+from r2_write.roles import client_for
+from r2_write.tracking import mlflow_metrics
+
+logger = logging.getLogger(__name__)
+
+
+class WritingBenchParams(BaseModel):
+    """``params:evaluation.writingbench``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_queries: int | None = Field(None, ge=0, description="First N queries of writingbench_queries (None: all).")
+    num_length_queries: int | None = Field(0, ge=0, description="First N of writingbench_length_queries (None: all).")
+    judge_role: str = Field("judge", description="Role under params:llm whose model judges.")
+    judge: dict = Field(default_factory=dict, description="Overrides of params:judge for this benchmark.")
+
+
+class DeepResearchGymParams(BaseModel):
+    """``params:evaluation.deepresearchgym``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_queries: int | None = Field(None, ge=0, description="First N queries (None: all).")
+    max_key_points: int | None = Field(None, ge=1, description="Keep the first N key points per query (None: all).")
+    max_new_tokens: int | None = Field(None, ge=1, description="Report length limit (None: generation's).")
+    max_passage_chars: int = Field(1500, ge=100, description="Characters of each passage shown to the writer.")
+    support_requires_urls: bool = Field(True, description="Rate Support 0 without asking when a report has no URL.")
+    retriever: RetrieverConfig = Field(default_factory=RetrieverConfig)
+    judge_role: str = Field("judge", description="Role under params:llm whose model judges.")
+    judge: dict = Field(default_factory=dict, description="Overrides of params:judge for this benchmark.")
+
+
+class EvaluationParams(BaseModel):
+    """``params:evaluation``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    generation: SamplingParams = Field(default_factory=SamplingParams, description="How each variant writes.")
+    writingbench: WritingBenchParams = Field(default_factory=WritingBenchParams)
+    deepresearchgym: DeepResearchGymParams = Field(default_factory=DeepResearchGymParams)
+
+
+def _params(params: dict) -> EvaluationParams:
+    return parse_params(EvaluationParams, params, "evaluation")
+
+
+def _policy_client(llm: dict, model_dir: str) -> LLMClient:
+    """A client for the variant's model: ``params:llm.policy`` with ``model`` set to its directory."""
+    if "policy" not in (llm or {}):
+        raise ValueError("parameters 'llm.policy' missing; add it to conf/base/parameters.yml")
+    return LLMClient(parse_params(LLMConfig, {**llm["policy"], "model": model_dir}, "llm.policy"))
+
+
+def _judge_parts(llm: dict, judge: dict, role: str, overrides: dict, where: str):
+    return client_for(llm, role), parse_params(JudgeConfig, {**(judge or {}), **overrides}, where)
+
+
+def select_writingbench_queries(format_queries: pd.DataFrame, length_queries: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """Take the configured first queries of each WritingBench subset (duplicates dropped).
+
+    Args:
+        format_queries: ``writingbench_queries`` (id, domain, subdomain, query, criteria).
+        length_queries: ``writingbench_length_queries`` (same columns).
+        params: ``params:evaluation``.
+
+    Returns:
+        The evaluation queries, format subset first.
+    """
+    p = _params(params).writingbench
+    parts = [df if n is None else df.head(n) for df, n in ((format_queries, p.num_queries), (length_queries, p.num_length_queries))]
+    return pd.concat(parts, ignore_index=True).drop_duplicates("id").reset_index(drop=True)
+
+
+def select_drg_queries(queries: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """Take the configured first DeepResearchGym queries and key points per query.
+
+    Args:
+        queries: ``deepresearchgym_queries`` (id, query, key_points as JSON).
+        params: ``params:evaluation``.
+
+    Returns:
+        The same columns, truncated.
+    """
+    p = _params(params).deepresearchgym
+    out = (queries if p.num_queries is None else queries.head(p.num_queries)).copy()
+    if p.max_key_points is not None:
+        out["key_points"] = [json.dumps(json.loads(k)[: p.max_key_points], ensure_ascii=False) for k in out["key_points"]]
+    return out.reset_index(drop=True)
+
+
+def retrieve_drg_passages(queries: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """Retrieve passages for every query with the configured retriever (once for all variants).
+
+    Args:
+        queries: Output of :func:`select_drg_queries`.
+        params: ``params:evaluation``.
+
+    Returns:
+        Columns id, passages (JSON list of {url, text}; ``[]`` closed book), n_passages.
+    """
+    cfg = _params(params).deepresearchgym.retriever
+    retriever = build_retriever(cfg)
+    found = [retriever.retrieve(q, cfg.k) for q in queries["query"]]
+    logger.info("retrieval (%s): %d queries, %d passages", cfg.kind, len(found), sum(map(len, found)))
+    return pd.DataFrame(
+        {"id": queries["id"], "passages": [json.dumps(f, ensure_ascii=False) for f in found], "n_passages": [len(f) for f in found]}
+    )
+
+
+def generate_writingbench_responses(model: str, queries: pd.DataFrame, params: dict, llm: dict) -> pd.DataFrame:
+    """Generate the variant's responses to the WritingBench queries.
+
+    Args:
+        model: The variant's model directory (a ModelDirectoryDataset load).
+        queries: Output of :func:`select_writingbench_queries`.
+        params: ``params:evaluation``.
+        llm: ``params:llm`` (``policy`` gives backend and batch settings).
+
+    Returns:
+        See :func:`r2_write.evaluation.writingbench.generate_responses`.
+    """
+    return wb.generate_responses(_policy_client(llm, model), queries, _params(params).generation)
+
+
+def judge_writingbench_responses(responses: pd.DataFrame, params: dict, llm: dict, judge: dict) -> pd.DataFrame:
+    """Score each response on its 5 criteria (thinking cut off first).
+
+    Args:
+        responses: Output of :func:`generate_writingbench_responses`.
+        params: ``params:evaluation``.
+        llm: ``params:llm``.
+        judge: ``params:judge`` (overridden by ``evaluation.writingbench.judge``).
+
+    Returns:
+        One row per (query, criterion): id, domain, criterion, score, reason, attempts, error.
+    """
+    p = _params(params).writingbench
+    client, cfg = _judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.writingbench.judge")
+    return wb.judge_responses(RubricJudge(client, cfg), responses)
+
+
+def generate_drg_reports(model: str, queries: pd.DataFrame, passages: pd.DataFrame, params: dict, llm: dict) -> pd.DataFrame:
+    """Write the variant's research report for every DeepResearchGym query.
+
+    Args:
+        model: The variant's model directory.
+        queries: Output of :func:`select_drg_queries`.
+        passages: Output of :func:`retrieve_drg_passages`.
+        params: ``params:evaluation``.
+        llm: ``params:llm``.
+
+    Returns:
+        See :func:`r2_write.evaluation.deepresearchgym.generate_reports`.
+    """
+    p = _params(params)
+    sampling = p.generation
+    if p.deepresearchgym.max_new_tokens:
+        sampling = sampling.model_copy(update={"max_new_tokens": p.deepresearchgym.max_new_tokens})
+    return drg.generate_reports(_policy_client(llm, model), queries, passages, sampling, p.deepresearchgym.max_passage_chars)
+
+
+def judge_drg_key_points(reports: pd.DataFrame, params: dict, llm: dict, judge: dict) -> pd.DataFrame:
+    """Label every key point of every report Supported / Omitted / Contradicted.
+
+    Args:
+        reports: Output of :func:`generate_drg_reports`.
+        params: ``params:evaluation``.
+        llm: ``params:llm``.
+        judge: ``params:judge`` (overridden by ``evaluation.deepresearchgym.judge``).
+
+    Returns:
+        id, point_number, point_content, label, justification, attempts, error.
+    """
+    p = _params(params).deepresearchgym
+    client, cfg = _judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.deepresearchgym.judge")
+    return drg.judge_key_points(drg.ReportJudge(client, cfg), reports)
+
+
+def judge_drg_quality(reports: pd.DataFrame, params: dict, llm: dict, judge: dict) -> pd.DataFrame:
+    """Rate every report 0-10 on Clarity, Depth, Balance, Breadth, Support, Insightfulness.
+
+    Args:
+        reports: Output of :func:`generate_drg_reports`.
+        params: ``params:evaluation``.
+        llm: ``params:llm``.
+        judge: ``params:judge`` (overridden by ``evaluation.deepresearchgym.judge``).
+
+    Returns:
+        id, criterion, rating, justification, attempts, error.
+    """
+    p = _params(params).deepresearchgym
+    client, cfg = _judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.deepresearchgym.judge")
+    return drg.judge_quality(drg.ReportJudge(client, cfg), reports, p.support_requires_urls)
+
+
+def summarize_variant(
+    responses: pd.DataFrame, scores: pd.DataFrame, labels: pd.DataFrame, quality: pd.DataFrame, variant: str
+) -> tuple[pd.DataFrame, dict]:
+    """Aggregate both benchmarks for one variant and log them to a nested MLflow run.
+
+    Args:
+        responses: The variant's WritingBench responses.
+        scores: The variant's WritingBench criterion scores.
+        labels: The variant's key-point labels.
+        quality: The variant's quality ratings.
+        variant: The variant's name (bound when the pipeline is built).
+
+    Returns:
+        (summary, metrics): a one-row table (variant + shared metric names) and kedro-mlflow
+        metrics ``eval/<variant>/<name>`` for the parent run.
+    """
+    metrics = compare.variant_metrics(wb.aggregate_writingbench(scores), drg.aggregate_drg(labels, quality), responses)
+    compare.log_variant_run(variant, metrics)
+    logger.info("evaluation %s: %s", variant, {k: round(v, 2) for k, v in metrics.items()})
+    return pd.DataFrame([{"variant": variant, **metrics}]), mlflow_metrics(compare.prefixed(metrics, variant))
+
+
+def compare_variants(*summaries: pd.DataFrame) -> tuple[pd.DataFrame, str, Figure]:
+    """Build the variants x metrics comparison table, its markdown and a bar chart.
+
+    Args:
+        *summaries: Each variant's one-row summary.
+
+    Returns:
+        (table, markdown, figure).
+    """
+    table = compare.comparison_table(list(summaries))
+    return table, compare.to_markdown(table, title="R2-Write evaluation: variants x metrics"), compare.comparison_chart(table)
+
+
+def reflection_effects(steps: pd.DataFrame) -> tuple[pd.DataFrame, Figure]:
+    """Per-domain share of reflection steps that raised / lowered / kept the judge score.
+
+    Args:
+        steps: ``synthesis.steps`` (id, domain, step, score_before, score_after, delta, effect).
+
+    Returns:
+        (table with the paper's >55% / ~10% beside each domain, stacked bar chart).
+    """
+    table = compare.reflection_effects_table(steps)
+    return table, compare.reflection_effects_chart(table)

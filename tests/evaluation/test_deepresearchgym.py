@@ -1,0 +1,263 @@
+"""DeepResearchGym: key-point label parsing, the report judge's two modes, aggregation."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pandas as pd
+import pytest
+
+from r2_write.evaluation.deepresearchgym import (
+    KeypointParseError,
+    ReportJudge,
+    aggregate_drg,
+    generate_reports,
+    has_source_urls,
+    judge_key_points,
+    judge_quality,
+    parse_keypoint_label,
+    parse_rating,
+)
+from r2_write.judge.judge import JudgeConfig
+from r2_write.judge.parsing import JudgeParseError
+from r2_write.llm.config import SamplingParams
+from r2_write.prompts.report_judge import KEYPOINT_PREFIX, QUALITY_CRITERIA, RATING_PREFIX
+from tests.fakes import FakeBackend, make_client
+
+NAN = math.nan
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize(
+    "text, label, why",
+    [
+        ('{"label": "Supported", "justification": "It says so."}', "Supported", "It says so."),
+        ('```json\n{"label": "Omitted", "justification": "Not covered."}\n```', "Omitted", "Not covered."),
+        ('{"Label": "CONTRADICTED", "Justification": "Opposite."}', "Contradicted", "Opposite."),
+        ('Sure! {"label": "omitted", "justification": "absent"} Hope this helps.', "Omitted", "absent"),
+        ('{"label": "Supported", "justification": "The report explains', "Supported", "The report explains"),
+        ("{'label': 'Supports', 'justification': 'yes'}", "Supported", "yes"),
+        ("Label: Omitted\nJustification: never mentioned", "Omitted", "never mentioned"),
+        ("**Contradicted**\nThe report claims the opposite.", "Contradicted", "The report claims the opposite."),
+        ("Supported.", "Supported", ""),
+        ('{"verdict": 1}\n{"label": "contradicts", "reason": "r"}', "Contradicted", "r"),
+    ],
+)
+def test_parse_keypoint_label_accepts_malformed_answers(text, label, why):
+    assert parse_keypoint_label(text) == (label, why)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "I am not sure about this one.",
+        "The report supports the key point in general.",  # prose, no label field or label line
+        '{"label": "Partially supported", "justification": "half"}',
+        '{"label": "Maybe"}',
+        "label: unclear",
+    ],
+)
+def test_parse_keypoint_label_rejects(text):
+    with pytest.raises(KeypointParseError):
+        parse_keypoint_label(text)
+    assert issubclass(KeypointParseError, JudgeParseError)  # the judge's retry loop catches it
+
+
+@pytest.mark.parametrize(
+    "text, rating",
+    [('{"rating": 7, "justification": "ok"}', 7), ('```json\n{"rating": "0", "justification": "x"}\n```', 0),
+     ("Rating: 10\nJustification: superb", 10), ('{"score": 4.0}', 4)],
+)
+def test_parse_rating(text, rating):
+    assert parse_rating(text)[0] == rating
+
+
+@pytest.mark.parametrize("text", ["", '{"rating": 11}', '{"rating": 6.5}', "rating: none", "no number here"])
+def test_parse_rating_rejects(text):
+    with pytest.raises(JudgeParseError):
+        parse_rating(text)
+
+
+# --------------------------------------------------------------------------- judge
+
+
+def _judge(respond=None, probs=None, mode="generate", **cfg) -> tuple[ReportJudge, FakeBackend]:
+    backend = FakeBackend(respond=respond, probs=probs)
+    return ReportJudge(make_client(backend), JudgeConfig(mode=mode, **cfg)), backend
+
+
+def test_generate_mode_retries_malformed_then_counts_failures():
+    calls = {}
+
+    def respond(conv, sampling):
+        kp = conv[-1]["content"].split("[Key point]")[1].split("[Report]")[0].strip()
+        calls[kp] = calls.get(kp, 0) + 1
+        if kp == "never":
+            return "I refuse to answer in JSON."
+        if kp == "late" and calls[kp] == 1:
+            return "hmm"
+        return '{"label": "Supported", "justification": "ok"}'
+
+    judge, _ = _judge(respond, max_attempts=3)
+    out = judge.label_key_points([("fine", "r"), ("late", "r"), ("never", "r")])
+    assert [v.value for v in out] == ["Supported", "Supported", None]  # never silently labelled
+    assert [v.attempts for v in out] == [1, 2, 3]
+    assert out[2].error.startswith("no key-point label")
+    assert (judge.stats.parse_failures, judge.stats.failed_items) == (4, 1)
+
+
+def test_probability_mode_argmax_and_expected_rating():
+    def probs(conv, candidates, prefix):
+        if prefix == KEYPOINT_PREFIX:
+            return {"Supported": 0.2, "Omitted": 0.5, "Contradicted": 0.1}
+        assert prefix == RATING_PREFIX and candidates == [str(i) for i in range(11)]
+        return {c: (0.5 if c in ("2", "4") else 0.0) for c in candidates}
+
+    judge, backend = _judge(probs=probs, mode="probability")
+    [v] = judge.label_key_points([("kp", "report")])
+    assert v.value == "Omitted" and "p(Omitted)=0.625" in v.justification
+    [r] = judge.rate_quality([("Depth", "q", "report")])
+    assert r.value == pytest.approx(3.0)
+    assert backend.batches == []  # no generation in probability mode
+
+
+class _ChunkTokenizer:
+    """Two-character tokens: "Supported" -> "Su", "pp", ..."""
+
+    def encode(self, text, add_special_tokens=False):
+        return [text[i : i + 2] for i in range(0, len(text), 2)]
+
+    def decode(self, ids):
+        return "".join(ids)
+
+
+def test_probability_mode_scores_first_label_tokens_with_a_local_tokenizer():
+    seen = []
+
+    def probs(conv, candidates, prefix):
+        seen.append(candidates)
+        return {"Su": 0.1, "Om": 0.2, "Co": 0.6}
+
+    judge, backend = _judge(probs=probs, mode="probability")
+    backend.tok = _ChunkTokenizer()
+    assert judge.label_tokens() == {"Su": "Supported", "Om": "Omitted", "Co": "Contradicted"}
+    assert judge.label_key_points([("kp", "r")])[0].value == "Contradicted"
+    assert seen == [["Su", "Om", "Co"]]
+
+
+def test_probability_mode_without_mass_is_a_failure():
+    judge, _ = _judge(probs=lambda c, cands, p: {x: 0.0 for x in cands}, mode="probability")
+    assert judge.label_key_points([("kp", "r")])[0].value is None
+    assert judge.stats.failed_items == 1
+
+
+# --------------------------------------------------------------------------- frames
+
+
+@pytest.fixture
+def reports() -> pd.DataFrame:
+    kps = json.dumps([{"point_number": 1, "point_content": "Alpha"}, {"point_number": 2, "point_content": "Beta"}])
+    return pd.DataFrame(
+        {
+            "id": ["q1", "q2"],
+            "query": ["Why?", "How?"],
+            "key_points": [kps, kps],
+            "passages": ["[]", "[]"],
+            "report": ["<think>\nx\n</think>\nReport one, see https://example.org/a.", "failed"],
+            "answer": ["Report one, see https://example.org/a.", ""],
+            "response_tokens": [9, 0],
+            "finish_reason": ["stop", "stop"],
+            "error": [None, "boom"],
+        }
+    )
+
+
+def test_generate_reports_uses_passages_and_cuts_thinking():
+    seen = []
+
+    def respond(conv, sampling):
+        seen.append(conv[-1]["content"])
+        return "<think>\n<plan>\np\n</plan>\n</think>\nFinal report."
+
+    client = make_client(FakeBackend(respond=respond))
+    queries = pd.DataFrame({"id": ["1", "2"], "query": ["Why A?", "Why B?"], "key_points": ["[]", "[]"]})
+    passages = pd.DataFrame({"id": ["1", "2"], "passages": [json.dumps([{"url": "https://x.org", "text": "Fact."}]), "[]"]})
+    out = generate_reports(client, queries, passages, SamplingParams(max_new_tokens=8))
+    assert list(out["answer"]) == ["Final report.", "Final report."]
+    assert "https://x.org" in seen[0] and "Sources" in seen[0]
+    assert "Retrieved sources" not in seen[1] and "Do not invent URLs" in seen[1]
+
+
+def test_judge_frames_skip_failed_reports_and_apply_support_rule(reports):
+    judge, backend = _judge(
+        respond=lambda conv, s: '{"label": "Supported", "justification": "j"}'
+        if "[Key point]" in conv[-1]["content"] else '{"rating": 6, "justification": "j"}'
+    )
+    labels = judge_key_points(judge, reports)
+    assert list(labels["id"]) == ["q1", "q1"] and list(labels["point_number"]) == [1, 2]
+    assert set(labels["label"]) == {"Supported"}
+    quality = judge_quality(judge, reports)
+    assert list(quality["criterion"]) == list(QUALITY_CRITERIA) and set(quality["id"]) == {"q1"}
+    assert (quality["rating"] == 6).all()  # q1 cites a URL: Support asked like the others
+    no_url = reports.assign(answer=["Plain report.", ""])
+    q2 = judge_quality(judge, no_url)
+    assert q2.set_index("criterion").loc["Support", "rating"] == 0.0
+    assert q2.set_index("criterion").loc["Support", "attempts"] == 0  # rule applied, judge not asked
+    assert has_source_urls("see (https://a.b/c)") and not has_source_urls("see www dot com")
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def test_aggregate_drg_hand_computed():
+    labels = pd.DataFrame(
+        [("q1", 1, "Supported"), ("q1", 2, "Supported"), ("q1", 3, "Omitted"), ("q1", 4, "Contradicted"),
+         ("q2", 1, "Supported"), ("q2", 2, "Omitted"), ("q2", 3, None),
+         ("q3", 1, "Contradicted"), ("q3", 2, "Contradicted")],
+        columns=["id", "point_number", "label"],
+    )
+    quality = pd.DataFrame(
+        [("q1", c, r) for c, r in zip(QUALITY_CRITERIA, [6, 4, 5, 5, 0, 4])]
+        + [("q2", c, r) for c, r in zip(QUALITY_CRITERIA, [10, 8, 7, 9, 6, NAN])],
+        columns=["id", "criterion", "rating"],
+    )
+    r = aggregate_drg(labels, quality)
+    assert r["kpr"] == pytest.approx((50 + 50 + 0) / 3)
+    assert r["kpc"] == pytest.approx((25 + 0 + 100) / 3)
+    assert r["omitted_rate"] == pytest.approx((25 + 50 + 0) / 3)
+    # q1: 24/60 = 40; q2: 40 over 5 rated criteria = 80
+    assert r["quality_overall"] == pytest.approx(60.0)
+    assert r["quality"] == pytest.approx({"Clarity": 8, "Depth": 6, "Balance": 6, "Breadth": 7, "Support": 3, "Insightfulness": 4})
+    assert r["quality_100"]["Support"] == pytest.approx(30)
+    assert list(r["quality"]) == list(QUALITY_CRITERIA)
+    assert (r["n_queries"], r["n_key_points"], r["n_unlabelled"], r["n_quality_queries"], r["n_unrated"]) == (3, 8, 1, 2, 1)
+
+
+def test_aggregate_drg_matches_official_formulas_on_random_labels():
+    rng = random.Random(1)
+    labels, quality, official_kpr, official_kpc, official_q = [], [], [], [], []
+    for q in range(20):
+        labs = [rng.choice(["Supported", "Omitted", "Contradicted"]) for _ in range(rng.randint(1, 12))]
+        labels += [(f"q{q}", i + 1, lab) for i, lab in enumerate(labs)]
+        official_kpr.append(labs.count("Supported") / len(labs) * 100)
+        official_kpc.append(labs.count("Contradicted") / len(labs) * 100)
+        ratings = [rng.randint(0, 10) for _ in QUALITY_CRITERIA]
+        quality += [(f"q{q}", c, r) for c, r in zip(QUALITY_CRITERIA, ratings)]
+        official_q.append(sum(ratings) / (len(ratings) * 10) * 100)
+    r = aggregate_drg(pd.DataFrame(labels, columns=["id", "point_number", "label"]), pd.DataFrame(quality, columns=["id", "criterion", "rating"]))
+    assert r["kpr"] == pytest.approx(sum(official_kpr) / 20)
+    assert r["kpc"] == pytest.approx(sum(official_kpc) / 20)
+    assert r["quality_overall"] == pytest.approx(sum(official_q) / 20)
+
+
+def test_aggregate_drg_rejects_unknown_labels_and_handles_empty():
+    with pytest.raises(ValueError, match="unknown key-point label"):
+        aggregate_drg(pd.DataFrame({"id": ["q"], "point_number": [1], "label": ["Partly"]}), pd.DataFrame(columns=["id", "criterion", "rating"]))
+    r = aggregate_drg(pd.DataFrame(columns=["id", "point_number", "label"]), pd.DataFrame(columns=["id", "criterion", "rating"]))
+    assert math.isnan(r["kpr"]) and math.isnan(r["quality_overall"]) and r["n_queries"] == 0

@@ -1,0 +1,116 @@
+"""WritingBench aggregation against hand-computed values and the official script's formulas."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import defaultdict
+
+import pandas as pd
+import pytest
+
+from r2_write.evaluation.writingbench import aggregate_writingbench, generate_responses, judge_responses
+from r2_write.judge.judge import JudgeConfig, RubricJudge
+from r2_write.llm.base import Generation
+from r2_write.llm.config import SamplingParams
+from r2_write.rubrics.schema import BANDS
+from tests.fakes import FakeBackend, make_client, role_of
+
+NAN = math.nan
+
+
+@pytest.fixture
+def scores() -> pd.DataFrame:
+    rows = [
+        ("q1", "Education", [8, 6, 10, NAN, 7]),
+        ("q2", "Education", [5, 5, 5, 5, 5]),
+        ("q3", "Finance & Business", [9, 9, 9, 3, None]),
+        ("q4", "Politics & Law", [None] * 5),
+    ]
+    return pd.DataFrame(
+        [(i, d, f"c{k}", s) for i, d, ss in rows for k, s in enumerate(ss)], columns=["id", "domain", "criterion", "score"]
+    )
+
+
+def test_aggregate_hand_computed(scores):
+    r = aggregate_writingbench(scores)
+    # overall = mean of ALL scored criteria (86 / 13), not the mean of query means (6.75)
+    assert r["overall"] == pytest.approx(86 / 13)
+    assert r["overall_100"] == pytest.approx(860 / 13)
+    assert r["per_query"] == pytest.approx({"q1": 7.75, "q2": 5.0, "q3": 7.5})
+    # domain = mean of its queries' means; a domain with no scored query is absent
+    assert r["domains"] == pytest.approx({"Education": 6.375, "Finance & Business": 7.5})
+    assert list(r["domains"]) == ["Finance & Business", "Education"]  # WritingBench domain order
+    assert r["domains_100"]["Education"] == pytest.approx(63.75)
+    assert (r["n_queries"], r["n_scored"], r["n_unscored"], r["n_queries_unscored"]) == (3, 13, 7, 1)
+
+
+def _official(records: list[dict], domains: dict[str, str]):
+    """calculate_scores.py (read_scores_file + calculate_domain_scores), transliterated."""
+    scores_data, total_sum, total_count = {}, defaultdict(float), defaultdict(int)
+    for rec in records:
+        avg, n = 0, 0
+        for evals in rec["scores"].values():
+            for e in evals:
+                avg += e["score"]
+                total_sum[rec["index"]] += e["score"]
+                total_count[rec["index"]] += 1
+                n += 1
+        scores_data[rec["index"]] = avg / n
+    overall = sum(total_sum.values()) / sum(total_count.values())
+    dsum, dcount = defaultdict(float), defaultdict(int)
+    for idx, s in scores_data.items():
+        dsum[domains[idx]] += s
+        dcount[domains[idx]] += 1
+    return overall, {d: dsum[d] / dcount[d] for d in dsum}
+
+
+def test_aggregate_matches_official_script_on_random_scores():
+    rng = random.Random(0)
+    domains = ["Education", "Politics & Law", "Literature & Arts"]
+    rows, records, dom = [], [], {}
+    for q in range(25):
+        qid, d = f"q{q}", rng.choice(domains)
+        dom[qid] = d
+        crit = {f"c{k}": [{"score": rng.randint(1, 10)}] for k in range(rng.randint(1, 5))}
+        records.append({"index": qid, "scores": crit})
+        rows += [(qid, d, c, e[0]["score"]) for c, e in crit.items()]
+    r = aggregate_writingbench(pd.DataFrame(rows, columns=["id", "domain", "criterion", "score"]))
+    overall, by_domain = _official(records, dom)
+    assert r["overall"] == pytest.approx(overall)
+    assert r["domains"] == pytest.approx(by_domain)
+
+
+def test_aggregate_empty_and_missing_columns():
+    r = aggregate_writingbench(pd.DataFrame({"id": ["a"], "domain": ["Education"], "criterion": ["c"], "score": [None]}))
+    assert math.isnan(r["overall"]) and r["domains"] == {} and r["n_unscored"] == 1
+    with pytest.raises(ValueError, match="score"):
+        aggregate_writingbench(pd.DataFrame({"id": [], "domain": [], "criterion": []}))
+
+
+def _criteria(*names) -> str:
+    return json.dumps([{"name": n, "criteria_description": f"{n}?", **{b: f"{n} {b}" for b in BANDS}} for n in names])
+
+
+def test_generate_cuts_thinking_and_judge_skips_failed_generations():
+    def respond(conv, sampling):
+        if role_of(conv) == "judge":
+            assert "secret plan" not in conv[-1]["content"]  # thinking never reaches the judge
+            return '{"score": 7, "reason": "fine"}'
+        if "FAIL" in conv[-1]["content"]:
+            return Generation(text="", error="boom")
+        return "<think>\n<plan>\nsecret plan\n</plan>\n</think>\nThe answer."
+
+    client = make_client(FakeBackend(respond=respond))
+    queries = pd.DataFrame(
+        {"id": ["a", "b"], "domain": ["Education"] * 2, "subdomain": ["", ""], "query": ["Write.", "FAIL"],
+         "criteria": [_criteria("X", "Y"), _criteria("Z")]}
+    )
+    resp = generate_responses(client, queries, SamplingParams(max_new_tokens=8))
+    assert resp.loc[0, "answer"] == "The answer." and resp.loc[0, "response"].startswith("<think>")
+    assert resp.loc[1, "error"] == "boom"
+    scores = judge_responses(RubricJudge(client, JudgeConfig(mode="generate")), resp)
+    assert list(scores["criterion"]) == ["X", "Y", "Z"]
+    assert list(scores["score"][:2]) == [7.0, 7.0] and math.isnan(scores.loc[2, "score"])
+    assert scores.loc[2, "error"].startswith("generation failed")

@@ -1,0 +1,128 @@
+"""Evaluation nodes on tiny fixtures with a scripted fake model and judge."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import mlflow
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from r2_write.config import ConfigError
+from r2_write.pipelines.evaluation import nodes
+from r2_write.pipelines.evaluation.nodes import (
+    compare_variants,
+    generate_drg_reports,
+    generate_writingbench_responses,
+    judge_drg_key_points,
+    judge_drg_quality,
+    judge_writingbench_responses,
+    reflection_effects,
+    retrieve_drg_passages,
+    select_drg_queries,
+    select_writingbench_queries,
+    summarize_variant,
+)
+from r2_write.prompts.report_judge import QUALITY_CRITERIA
+
+
+def test_select_writingbench_queries(wb_queries, wb_length_queries, eval_params):
+    out = select_writingbench_queries(wb_queries, wb_length_queries, eval_params)
+    assert list(out["id"]) == ["1", "2", "900"]  # 2 format + 2 length, duplicate id 1 dropped
+    all_ = select_writingbench_queries(wb_queries, wb_length_queries, {"writingbench": {"num_queries": None, "num_length_queries": 0}})
+    assert list(all_["id"]) == ["1", "2", "3"]
+
+
+def test_select_drg_queries_truncates_key_points(drg_queries):
+    out = select_drg_queries(drg_queries, {"deepresearchgym": {"num_queries": 2, "max_key_points": 2}})
+    assert list(out["id"]) == ["26", "27"]
+    assert [len(json.loads(k)) for k in out["key_points"]] == [2, 2]
+    assert len(json.loads(drg_queries.loc[0, "key_points"])) == 3  # input untouched
+
+
+def test_retrieve_closed_book(drg_queries, eval_params):
+    out = retrieve_drg_passages(drg_queries, eval_params)
+    assert list(out["passages"]) == ["[]", "[]"] and list(out["n_passages"]) == [0, 0]
+
+
+def test_bad_parameters_name_the_field(wb_queries, eval_params):
+    with pytest.raises(ConfigError, match="evaluation.writingbench.num_querys"):
+        select_writingbench_queries(wb_queries, wb_queries, {"writingbench": {"num_querys": 1}})
+    with pytest.raises(ValueError, match="llm.policy"):
+        nodes._policy_client({"judge": {}}, "data/06_models/base_model")
+
+
+def test_variant_nodes_end_to_end(eval_llm, wb_queries, wb_length_queries, drg_queries, eval_params, llm_params):
+    judge = {"mode": "probability", "max_attempts": 2}
+    inputs = select_writingbench_queries(wb_queries, wb_length_queries, eval_params)
+    responses = generate_writingbench_responses("fake-dir", inputs, eval_params, llm_params)
+    assert (responses["answer"] == "Final answer with https://example.org/source.").all()
+    scores = judge_writingbench_responses(responses, eval_params, llm_params, judge)
+    assert len(scores) == 15 and (scores["score"] == 7).all()  # evaluation.writingbench.judge: generate wins
+
+    drg_inputs = select_drg_queries(drg_queries, eval_params)
+    reports = generate_drg_reports("fake-dir", drg_inputs, retrieve_drg_passages(drg_inputs, eval_params), eval_params, llm_params)
+    labels = judge_drg_key_points(reports, eval_params, llm_params, judge)
+    assert list(labels["label"]) == ["Supported", "Omitted", "Supported"]
+    quality = judge_drg_quality(reports, eval_params, llm_params, judge)
+    assert list(quality["criterion"]) == list(QUALITY_CRITERIA) and (quality["rating"] == 6).all()
+
+    summary, metrics = summarize_variant(responses, scores, labels, quality, variant="sft")
+    row = summary.iloc[0]
+    assert row["variant"] == "sft"
+    assert row["writingbench_overall"] == 70.0 and row["writingbench_education"] == 70.0
+    assert row["kpr"] == pytest.approx(200 / 3) and row["kpc"] == 0.0
+    assert row["quality_overall"] == 60.0 and row["quality_support"] == 60.0
+    assert row["reflections_per_response"] == 1.0
+    assert metrics["eval/sft/writingbench_overall"] == {"value": 70.0, "step": 0}
+    assert "eval/sft/writingbench_finance_business" not in metrics  # NaN (no such query): not logged
+
+
+@pytest.fixture
+def mlflow_tmp(tmp_path):
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    yield mlflow.tracking.MlflowClient()
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(before)
+
+
+def _tiny_tables():
+    responses = pd.DataFrame({"response": ["a"], "response_tokens": [3], "error": [None]})
+    scores = pd.DataFrame({"id": ["1"], "domain": ["Education"], "criterion": ["c"], "score": [8.0]})
+    labels = pd.DataFrame({"id": ["q"], "point_number": [1], "label": ["Supported"]})
+    quality = pd.DataFrame({"id": ["q"], "criterion": ["Clarity"], "rating": [5.0]})
+    return responses, scores, labels, quality
+
+
+def test_summaries_log_nested_runs_with_the_same_metric_names(mlflow_tmp):
+    with mlflow.start_run(run_name="kedro-run") as parent:
+        summarize_variant(*_tiny_tables(), variant="base")
+        summarize_variant(*_tiny_tables(), variant="sft")
+    children = mlflow_tmp.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'", order_by=["attributes.start_time"]
+    )
+    assert [c.info.run_name for c in children] == ["base", "sft"]
+    assert children[0].data.metrics.keys() == children[1].data.metrics.keys()
+    assert children[0].data.metrics["eval/writingbench_overall"] == 80.0
+    assert children[1].data.tags["variant"] == "sft"
+
+
+def test_summary_without_active_run_logs_nothing(monkeypatch):
+    monkeypatch.setattr(mlflow, "start_run", lambda *a, **k: pytest.fail("no run must be started"))
+    summary, _ = summarize_variant(*_tiny_tables(), variant="base")
+    assert summary.loc[0, "kpr"] == 100.0
+
+
+def test_compare_variants_and_reflection_effects(steps):
+    summaries = [pd.DataFrame([{"variant": v, "writingbench_overall": s, "kpr": k}]) for v, s, k in (("base", 50.0, 30.0), ("ppo", 60.0, 45.0))]
+    table, md, fig = compare_variants(*summaries)
+    assert list(table["variant"]) == ["base", "ppo"]
+    assert "| ppo | 60.0 |" in md and isinstance(fig, Figure)
+    effects, fig2 = reflection_effects(steps)
+    assert list(effects["domain"]) == ["Finance & Business", "Education", "All"]
+    assert effects.set_index("domain").loc["All", "raised_share"] == pytest.approx(1 / 3)
+    assert isinstance(fig2, Figure) and not math.isnan(effects["lowered_share"].iloc[-1])
