@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import logging
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
+from pydantic import BaseModel, ConfigDict, Field
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
-
-from r2_write.config import parse_params  # noqa: E402
-from r2_write.filtering import FilterConfig, apply_filter, difficulty_stats  # noqa: E402
-from r2_write.judge.judge import mean_score  # noqa: E402
-from r2_write.llm.config import SamplingParams  # noqa: E402
-from r2_write.roles import judge_for, policy_client  # noqa: E402
-from r2_write.rubrics.table import attach_rubrics, criteria_of  # noqa: E402
-from r2_write.tracking import mlflow_metrics  # noqa: E402
-from r2_write.trajectory import split_thinking  # noqa: E402
+from r2_write.config import parse_params
+from r2_write.filtering import FilterConfig, apply_filter, difficulty_stats
+from r2_write.judge.judge import mean_score
+from r2_write.llm.config import SamplingParams
+from r2_write.roles import judge_for, policy_client
+from r2_write.rubrics.table import attach_rubrics, criteria_of
+from r2_write.tracking import mlflow_metrics
+from r2_write.trajectory import split_thinking
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +122,7 @@ def filter_by_difficulty(scored: pd.DataFrame, candidates: pd.DataFrame, params:
     return kept, dropped, mlflow_metrics(metrics)
 
 
-def plot_difficulty_histogram(kept: pd.DataFrame, dropped: pd.DataFrame, params: dict) -> plt.Figure:
+def plot_difficulty_histogram(kept: pd.DataFrame, dropped: pd.DataFrame, params: dict) -> Figure:
     """Histogram of per-prompt mean scores, kept vs dropped, with the keep band.
 
     Args:
@@ -137,7 +134,8 @@ def plot_difficulty_histogram(kept: pd.DataFrame, dropped: pd.DataFrame, params:
         The figure (saved as a PNG and logged to MLflow).
     """
     cfg = parse_params(FilteringParams, params, "filtering")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     bins = [1 + 0.5 * i for i in range(19)]
     ax.hist([kept["mean_score"].dropna(), dropped["mean_score"].dropna()], bins=bins, stacked=True, label=["kept", "dropped"])
     for x in (cfg.rule.low, cfg.rule.high):

@@ -6,18 +6,15 @@ import hashlib
 import json
 import logging
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from r2_write.config import build_dataclass  # noqa: E402
-from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn  # noqa: E402
-from r2_write.rl.ppo import train  # noqa: E402
-from r2_write.rl.ppo_config import PPOConfig  # noqa: E402
-from r2_write.roles import judge_for, judge_score_fn  # noqa: E402
-from r2_write.tracking import NestedRunLogger, mlflow_metric_history  # noqa: E402
+from r2_write.config import build_dataclass
+from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn
+from r2_write.rl.ppo import train
+from r2_write.rl.ppo_config import PPOConfig
+from r2_write.roles import judge_for, judge_score_fn
+from r2_write.tracking import NestedRunLogger, mlflow_metric_history
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +61,7 @@ def train_ppo_policy(
     return result["final_dir"], history, mlflow_metric_history(curves)
 
 
-def plot_reward_and_length(history: pd.DataFrame) -> plt.Figure:
+def plot_reward_and_length(history: pd.DataFrame) -> Figure:
     """Reward and response length over PPO steps (the paper: process reward cuts length ~20%).
 
     Args:
@@ -73,7 +70,8 @@ def plot_reward_and_length(history: pd.DataFrame) -> plt.Figure:
     Returns:
         The figure (PNG artifact in MLflow).
     """
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    ax1, ax2 = fig.subplots(1, 2)
     for variant, h in history.groupby("variant"):
         ax1.plot(h.index + 1, h["reward/mean"], marker="o", label=variant)
         ax2.plot(h.index + 1, h["response/length_tokens"], marker="o", label=variant)
