@@ -17,3 +17,8 @@ CONFIG_LOADER_ARGS = {
 import warnings  # noqa: E402
 
 warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
+
+from r2_write.hooks import ApiKeyParameterHooks, DatasetVersionHooks  # noqa: E402
+
+# kedro-mlflow's hooks are registered by its plugin entry point; ours add to them
+HOOKS = (ApiKeyParameterHooks(), DatasetVersionHooks())

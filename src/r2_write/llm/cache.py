@@ -27,6 +27,7 @@ class ResponseCache:
     """A key -> JSON value store in one SQLite file (WAL mode, safe across threads).
 
     Each ``put_many`` is one transaction, so a kill leaves either the whole batch or none.
+    Commits survive a killed process (WAL, ``synchronous=NORMAL``).
     """
 
     def __init__(self, path: str | Path):
@@ -35,6 +36,10 @@ class ResponseCache:
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60)
         self._conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit survives the process being killed (only an OS crash or power
+        # loss can undo the last commits); no fsync per commit, so committing each answer
+        # as it arrives costs ~0.05 ms instead of a few ms
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self._conn.commit()
         self.hits = 0

@@ -5,6 +5,7 @@ Every stage talks to models through this class; it never talks to a backend dire
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import asdict, dataclass
 
@@ -60,6 +61,9 @@ class LLMClient:
     each chunk is generated and committed to the cache at once, and the seed of a chunk
     depends only on its contents. A killed run therefore resumes with exactly the chunks
     it had not finished, and produces the same outputs an uninterrupted run would.
+    Backends that report each item as it completes (the openai backend's ``on_result``)
+    have every successful answer committed the moment it arrives, so a kill mid-chunk
+    repeats only the requests that were still in flight.
     """
 
     def __init__(self, cfg: LLMConfig, backend: ChatBackend | None = None, cache: ResponseCache | None = None):
@@ -68,6 +72,7 @@ class LLMClient:
         self.cache = cache if cache is not None else (ResponseCache(cfg.cache_path) if cfg.cache_path else None)
         self.stats = CallStats()
         self.chunk_size = cfg.batch_size if cfg.backend != "openai" else max(cfg.max_concurrency * 4, 32)
+        self._streams = "on_result" in inspect.signature(self.backend.generate).parameters
 
     def _key(self, kind: str, conv: Conversation, **extra) -> str:
         return cache_key(kind=kind, backend=self.cfg.backend, model=self.cfg.model, messages=conv, **extra)
@@ -92,7 +97,11 @@ class LLMClient:
                 continue
             chunk_seed = int(cache_key(seed=sampling.seed, keys=[keys[i] for i in idx])[:8], 16)
             chunk_sampling = sampling.model_copy(update={"seed": chunk_seed}) if self.cfg.backend != "openai" else sampling
-            gens = self.backend.generate([conversations[i] for i in todo], chunk_sampling)
+            convs = [conversations[i] for i in todo]
+            if self._streams and self.cache is not None:
+                gens = self.backend.generate(convs, chunk_sampling, on_result=self._committer([keys[i] for i in todo]))
+            else:
+                gens = self.backend.generate(convs, chunk_sampling)
             fresh = {}
             for i, g in zip(todo, gens):
                 out[i] = g
@@ -103,7 +112,7 @@ class LLMClient:
                     fresh[keys[i]] = asdict(g)
                 else:
                     self.stats.failures += 1
-            if self.cache is not None:
+            if self.cache is not None and not self._streams:
                 self.cache.put_many(fresh)
         done = self.stats.since(before)
         logger.info(
@@ -111,6 +120,15 @@ class LLMClient:
             self.cfg.backend, self.cfg.model, len(conversations), done.cache_hits, done.calls, done.failures,
         )
         return out  # type: ignore[return-value]
+
+    def _committer(self, keys: list[str]):
+        """``on_result`` callback: commit the ``j``-th answer under ``keys[j]`` (failures never)."""
+
+        def on_result(j: int, g: Generation) -> None:
+            if g.ok:
+                self.cache.put_many({keys[j]: asdict(g)})
+
+        return on_result
 
     @property
     def supports_token_probs(self) -> bool:

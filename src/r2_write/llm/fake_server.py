@@ -16,7 +16,8 @@ fault            what the client sees
 ``truncated``    HTTP 200, ``application/json``, the body cut in half
 ``non_json``     HTTP 200, an HTML error page (what a misbehaving proxy returns)
 ``bad_judge``    HTTP 200, a valid completion whose content is not JSON
-                 (only when ``judge_json=True``; tests the judge's own retries)
+                 (only when ``judge_json=True`` or ``judge_marker`` is set, and only
+                 on judge requests; tests the judge's own retries)
 ``disconnect``   the connection is closed without an answer (opt-in: not drawn
                  unless named in ``faults``)
 ===============  =================================================================
@@ -27,6 +28,11 @@ Example::
         cfg = LLMConfig(backend="openai", base_url=server.base_url, model=server.model)
         ...
         assert server.requests >= server.completed
+
+With ``judge_marker`` set, the server plays both roles of a writer-judge loop: a request
+whose last user message contains the marker is answered like a judge (JSON), any other
+like a writer (text). With ``record=True`` it keeps every request body in ``recorded``
+(with its outcome), so a test can tell exactly which calls were made, and made again.
 """
 
 from __future__ import annotations
@@ -59,6 +65,9 @@ class FaultServer:
         seed: Seed of the per-request fault draw.
         judge_json: Answer like a judge, ``{"score": n, "reason": "..."}``, and allow the
             ``bad_judge`` fault.
+        judge_marker: Answer like a judge only the requests whose last user message
+            contains this text (e.g. ``'"score"'``, which the judge prompt asks for), and
+            like a writer otherwise; ``bad_judge`` faults then hit judge requests only.
         faults: Fault kinds to draw from (default: all of ``FAULTS`` that apply; add
             ``"disconnect"`` from ``OPT_IN_FAULTS`` by naming it).
         fail_first: The first ``fail_first`` requests always get a fault (then ``fault_rate``).
@@ -67,6 +76,7 @@ class FaultServer:
         logprobs: Return ``top_logprobs`` when asked (a real server may not).
         api_key: When set, requests must carry ``Authorization: Bearer <api_key>`` (else 401).
         model: The served model name (``/v1/models``).
+        record: Keep every chat request in ``recorded``.
 
     Attributes:
         base_url: ``http://127.0.0.1:<port>/v1``, set on entry.
@@ -74,6 +84,9 @@ class FaultServer:
         completed: Requests answered with a well-formed completion (``bad_judge`` included).
         faults: ``Counter`` of injected faults by kind.
         max_in_flight: Most chat requests open at the same time.
+        recorded: With ``record=True``, one dict per chat request in arrival order:
+            ``{"n", "body", "outcome"}``; ``outcome`` is None while the request is open,
+            then ``"ok"`` (a well-formed completion was sent) or the fault kind.
     """
 
     def __init__(
@@ -90,16 +103,21 @@ class FaultServer:
         logprobs: bool = True,
         api_key: str | None = None,
         model: str = "fake-model",
+        judge_marker: str | None = None,
+        record: bool = False,
     ):
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError(f"fault_rate must be in [0, 1], got {fault_rate}")
-        kinds = faults if faults is not None else tuple(f for f in FAULTS if judge_json or f != "bad_judge")
+        judges = judge_json or judge_marker is not None
+        kinds = faults if faults is not None else tuple(f for f in FAULTS if judges or f != "bad_judge")
         unknown = set(kinds) - set(FAULTS + OPT_IN_FAULTS)
         if unknown or not kinds:
             raise ValueError(f"faults must be a non-empty subset of {FAULTS + OPT_IN_FAULTS}, got {kinds}")
         self.latency_s, self.fault_rate, self.seed, self.judge_json = latency_s, fault_rate, seed, judge_json
         self.fault_kinds, self.fail_first, self.retry_after_s = tuple(kinds), fail_first, retry_after_s
         self.hang_s, self.logprobs, self.api_key, self.model = hang_s, logprobs, api_key, model
+        self.judge_marker, self.record = judge_marker, record
+        self.recorded: list[dict] = []
         self.base_url = ""
         self.requests = 0
         self.completed = 0
@@ -185,10 +203,17 @@ class FaultServer:
             return _error(400, "request body must be JSON with a 'messages' list", "invalid_request_error")
         if not isinstance(last_user, str):  # content parts
             last_user = " ".join(p.get("text", "") for p in last_user if isinstance(p, dict))
+        as_judge = self.judge_json if self.judge_marker is None else self.judge_marker in last_user
+        entry = {"n": n, "body": body, "outcome": None}
+        if self.record:
+            self.recorded.append(entry)
 
         fault = self._draw_fault(n)
+        if fault == "bad_judge" and not as_judge:
+            fault = None  # a writer answer is never JSON anyway: no fault to inject
         if fault is not None:
             self.faults[fault] += 1
+            entry["outcome"] = fault
         if fault == "timeout":
             await self._sleep(self.hang_s)
             fault = "disconnect"  # never answer: the client gave up long ago
@@ -209,11 +234,12 @@ class FaultServer:
                 status=200, text="<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html"
             )
 
-        payload = self._completion(body, messages, last_user, bad_judge=fault == "bad_judge")
+        payload = self._completion(body, messages, last_user, as_judge, bad_judge=fault == "bad_judge")
         if fault == "truncated":
             raw = json.dumps(payload)
             return web.Response(status=200, text=raw[: len(raw) // 2], content_type="application/json")
         self.completed += 1
+        entry["outcome"] = entry["outcome"] or "ok"
         return web.json_response(payload)
 
     async def _sleep(self, seconds: float) -> None:
@@ -223,12 +249,12 @@ class FaultServer:
         except asyncio.TimeoutError:
             pass
 
-    def _completion(self, body: dict, messages: list, last_user: str, bad_judge: bool) -> dict:
+    def _completion(self, body: dict, messages: list, last_user: str, as_judge: bool, bad_judge: bool) -> dict:
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
         score = judge_score(last_user)
         if bad_judge:
             text = f"I would give this a {score} out of 10, it is fine."
-        elif self.judge_json:
+        elif as_judge:
             text = json.dumps({"score": score, "reason": f"scored {score} for: {last_user[:40]}"})
         elif max_tokens == 1:
             text = str(score)
@@ -284,10 +310,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0, help="probability of a fault per request")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--judge-json", action="store_true", help="answer like a JSON judge")
+    parser.add_argument("--judge-marker", default=None, help='answer like a judge only when the prompt holds this text, e.g. \'"score"\'')
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with FaultServer(args.latency, args.fault_rate, args.seed, args.judge_json) as server:
+    with FaultServer(args.latency, args.fault_rate, args.seed, args.judge_json, judge_marker=args.judge_marker) as server:
         print(server.base_url, flush=True)
         try:
             stop.wait()

@@ -114,11 +114,22 @@ class OpenAIBackend:
         self._finalizer: weakref.finalize | None = None
 
     # ---- public API ------------------------------------------------------------------
-    def generate(self, conversations: list[Conversation], sampling: SamplingParams) -> list[Generation]:
-        """One completion per conversation, in order; failures carry ``error``."""
+    def generate(
+        self,
+        conversations: list[Conversation],
+        sampling: SamplingParams,
+        on_result: Callable[[int, Generation], None] | None = None,
+    ) -> list[Generation]:
+        """One completion per conversation, in order; failures carry ``error``.
+
+        ``on_result(index, generation)``, when given, is called (in a worker thread, never
+        on the event loop) as soon as each item is final, before ``generate`` returns: the
+        client commits every answer to its cache the moment it arrives, so a run killed
+        mid-batch loses only the requests still in flight.
+        """
         if not conversations:
             return []
-        return self._run(self._generate_all(conversations, sampling))
+        return self._run(self._generate_all(conversations, sampling, on_result))
 
     def next_token_probs(
         self, conversations: list[Conversation], candidates: list[str], assistant_prefix: str = ""
@@ -170,7 +181,12 @@ class OpenAIBackend:
             runner.sem = asyncio.Semaphore(self.cfg.max_concurrency)
         return runner.client, runner.sem  # type: ignore[return-value]
 
-    async def _generate_all(self, conversations: list[Conversation], sampling: SamplingParams) -> list[Generation]:
+    async def _generate_all(
+        self,
+        conversations: list[Conversation],
+        sampling: SamplingParams,
+        on_result: Callable[[int, Generation], None] | None = None,
+    ) -> list[Generation]:
         sampling_body = {
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
@@ -179,12 +195,15 @@ class OpenAIBackend:
         }
         client, sem = self._session()
 
-        async def one(conv: Conversation) -> Generation:
+        async def one(index: int, conv: Conversation) -> Generation:
             body = {"model": self.model, "messages": conv, **sampling_body}
             result, error = await self._with_retries(client, sem, body, _parse_generation)
-            return result if error is None else Generation(text="", finish_reason="error", error=error)
+            gen = result if error is None else Generation(text="", finish_reason="error", error=error)
+            if on_result is not None:
+                await asyncio.to_thread(on_result, index, gen)  # e.g. a cache write: off the loop
+            return gen
 
-        gens = await asyncio.gather(*(one(c) for c in conversations))
+        gens = await asyncio.gather(*(one(i, c) for i, c in enumerate(conversations)))
         failed = [g.error for g in gens if not g.ok]
         if failed:
             logger.warning("openai backend: %d of %d requests failed (first: %s)", len(failed), len(gens), failed[0])

@@ -43,6 +43,8 @@ def parse_rubric(text: str, n_criteria: int) -> list[Criterion]:
         rows = json.loads(m.group(0))
     except json.JSONDecodeError as exc:
         raise RubricParseError(f"invalid JSON: {exc.msg} at char {exc.pos}") from None
+    except (ValueError, RecursionError) as exc:  # a 5000-digit number; lists nested thousands deep
+        raise RubricParseError(f"invalid JSON: {type(exc).__name__}: {str(exc)[:80]}") from None
     if not isinstance(rows, list) or len(rows) != n_criteria:
         raise RubricParseError(f"expected a list of {n_criteria} criteria, got {len(rows) if isinstance(rows, list) else type(rows).__name__}")
     out = []
