@@ -93,13 +93,14 @@ def synthesize(
     """
     states = [_State(p["id"], p["prompt"], p["criteria"]) for p in prompts]
     plans = _texts(writer_client, states, [writer.plan_messages(s.query) for s in states], _sampling(cfg, cfg.plan_tokens, 0))
+    planned = [(s, p) for s, p in zip(states, plans) if s.error is None]  # no draft after a failed plan
     drafts = _texts(
         writer_client,
-        states,
-        [writer.draft_messages(s.query, p) for s, p in zip(states, plans)],
+        [s for s, _ in planned],
+        [writer.draft_messages(s.query, p) for s, p in planned],
         _sampling(cfg, cfg.draft_tokens, 1),
     )
-    for s, p, d in zip(states, plans, drafts):
+    for (s, p), d in zip(planned, drafts):
         s.segments += [Segment("plan", p), Segment("draft", d)]
     ok = [s for s in states if s.error is None]
     _judge(ok, judge, [s.segments[-1].text for s in ok])

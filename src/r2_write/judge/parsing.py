@@ -32,7 +32,7 @@ def parse_score(text: str, low: int = 1, high: int = 10) -> tuple[int, str]:
     for m in _OBJ_RE.finditer(text):
         try:
             obj = json.loads(m.group(0))
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # JSONDecodeError, huge ints, deep nesting
             continue
         if isinstance(obj, dict) and "score" in obj:
             return _check(obj["score"], low, high), str(obj.get("reason", obj.get("justification", ""))).strip()
@@ -52,21 +52,3 @@ def _check(value, low: int, high: int) -> int:
         raise JudgeParseError(f"score {value!r} is not an integer in [{low}, {high}]")
     return int(f)
 
-
-def parse_json_object(text: str) -> dict:
-    """Return the first JSON object found in ``text`` (code fences and chatter allowed)."""
-    for m in re.finditer(r"\{.*\}", text or "", re.S):
-        try:
-            obj = json.loads(m.group(0))
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict):
-            return obj
-    for m in _OBJ_RE.finditer(text or ""):
-        try:
-            obj = json.loads(m.group(0))
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict):
-            return obj
-    raise JudgeParseError(f"no JSON object in answer: {(text or '').strip()[:80]!r}")

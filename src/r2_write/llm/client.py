@@ -158,12 +158,16 @@ class LLMClient:
         return [cached[k] if k in cached else fresh[k] for k in keys]
 
 
-_CLIENTS: dict[str, LLMClient] = {}
+_BACKENDS: dict[str, ChatBackend] = {}
 
 
 def get_client(cfg: LLMConfig) -> LLMClient:
-    """Return a process-wide client for ``cfg`` (a local model is loaded once per process)."""
-    key = cfg.model_dump_json()
-    if key not in _CLIENTS:
-        _CLIENTS[key] = LLMClient(cfg)
-    return _CLIENTS[key]
+    """A new client for ``cfg`` over a process-wide backend.
+
+    A local model is loaded once per process and shared by every role that names it, while
+    each client keeps its own call statistics (so writer and judge counts stay apart).
+    """
+    key = cfg.model_copy(update={"cache_path": None}).model_dump_json()
+    if key not in _BACKENDS:
+        _BACKENDS[key] = build_backend(cfg)
+    return LLMClient(cfg, backend=_BACKENDS[key])
