@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from r2_write.judge.parsing import JudgeParseError, parse_json_object, parse_score
+from r2_write.judge.parsing import JudgeParseError, parse_score
 
 
 @pytest.mark.parametrize(
@@ -62,12 +62,3 @@ def test_custom_range():
     assert parse_score('{"score": 0}', low=0, high=5) == (0, "")
     with pytest.raises(JudgeParseError):
         parse_score('{"score": 6}', low=0, high=5)
-
-
-def test_parse_json_object():
-    assert parse_json_object('text ```{"a": {"b": 1}}``` more') == {"a": {"b": 1}}
-    assert parse_json_object('junk {bad} then {"ok": true}') == {"ok": True}
-    with pytest.raises(JudgeParseError, match="no JSON object"):
-        parse_json_object("[1, 2]")
-    with pytest.raises(JudgeParseError):
-        parse_json_object(None)  # type: ignore[arg-type]
