@@ -28,6 +28,9 @@ class WritingBenchParams(BaseModel):
 
     num_queries: int | None = Field(None, ge=0, description="First N queries of writingbench_queries (None: all).")
     num_length_queries: int | None = Field(0, ge=0, description="First N of writingbench_length_queries (None: all).")
+    max_query_chars: int | None = Field(
+        None, ge=1, description="Skip queries longer than this before taking the first N (CPU runs; None: keep all)."
+    )
     judge_role: str = Field("judge", description="Role under params:llm whose model judges.")
     judge: dict = Field(default_factory=dict, description="Overrides of params:judge for this benchmark.")
 
@@ -75,6 +78,9 @@ def _judge_parts(llm: dict, judge: dict, role: str, overrides: dict, where: str)
 def select_writingbench_queries(format_queries: pd.DataFrame, length_queries: pd.DataFrame, params: dict) -> pd.DataFrame:
     """Take the configured first queries of each WritingBench subset (duplicates dropped).
 
+    With ``max_query_chars`` set, longer queries are skipped first (a CPU run cannot afford
+    the long-context ones); the paper configuration keeps every query.
+
     Args:
         format_queries: ``writingbench_queries`` (id, domain, subdomain, query, criteria).
         length_queries: ``writingbench_length_queries`` (same columns).
@@ -84,6 +90,8 @@ def select_writingbench_queries(format_queries: pd.DataFrame, length_queries: pd
         The evaluation queries, format subset first.
     """
     p = _params(params).writingbench
+    if p.max_query_chars is not None:
+        format_queries, length_queries = (df[df["query"].str.len() <= p.max_query_chars] for df in (format_queries, length_queries))
     parts = [df if n is None else df.head(n) for df, n in ((format_queries, p.num_queries), (length_queries, p.num_length_queries))]
     return pd.concat(parts, ignore_index=True).drop_duplicates("id").reset_index(drop=True)
 

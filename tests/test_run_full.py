@@ -1,0 +1,59 @@
+"""End-to-end: the whole default ``kedro run`` (every stage) on the embedded model at tiny sizes.
+
+What ``make run`` does, shrunk to one prompt per stage and one training step per trainer:
+rubrics -> synthesis -> filtering -> scoring -> SFT -> PPO (process and outcome-only) -> GRPO
+-> evaluation of all five variants -> comparison table, in one MLflow run.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tests.test_run import kedro, mlflow_runs, project  # noqa: F401  (project: fixture)
+
+pytestmark = pytest.mark.slow
+
+TINY = ",".join(
+    [
+        "rubrics.num_prompts_per_pool=1", "rubrics.writer.max_new_tokens=16", "rubrics.writer.max_attempts=1",
+        "synthesis.num_prompts=1", "synthesis.loop.max_rounds=1", "synthesis.loop.plan_tokens=8",
+        "synthesis.loop.draft_tokens=16", "synthesis.loop.reflection_tokens=8",
+        "filtering.num_prompts=1", "filtering.k=2", "filtering.max_new_tokens=8",
+        "filtering.rule.low=1", "filtering.rule.high=10", "filtering.rule.min_spread=0",
+        "scoring.min_final_score=1", "scoring.require_improvement=false",
+        "sft.max_steps=1", "sft.max_length=96", "sft.per_device_train_batch_size=1",
+        *[f"{v}.{k}" for v in ("ppo", "ppo_outcome") for k in ("total_steps=1", "batch_size=1", "mini_batch_size=1", "max_new_tokens=8", "save_every=0")],
+        "grpo.max_steps=1", "grpo.per_device_train_batch_size=2", "grpo.num_generations=2", "grpo.max_completion_length=8",
+        "evaluation.generation.max_new_tokens=16", "evaluation.writingbench.num_queries=1",
+        "evaluation.writingbench.num_length_queries=1", "evaluation.deepresearchgym.num_queries=1",
+        "evaluation.deepresearchgym.max_key_points=2", "evaluation.deepresearchgym.max_new_tokens=16",
+    ]
+)
+VARIANTS = ["base", "sft", "ppo", "ppo_outcome", "grpo"]
+
+
+def _latest(path) -> pd.DataFrame:
+    return pd.read_parquet(sorted(path.glob("*/*.parquet"))[-1])
+
+
+def test_full_default_run(project):  # noqa: F811
+    kedro(project, "run", "--params", TINY, timeout=900)
+    data = project / "data"
+    for table in ("03_primary/synthesis/trajectories", "04_feature/filtering/kept", "05_model_input/scoring/sft_set",
+                  "05_model_input/scoring/rl_set", "07_model_output/ppo/history"):
+        assert len(_latest(data / f"{table}.parquet")) >= 1, table
+    for variant in ("sft", "ppo", "ppo_outcome", "grpo"):
+        assert list((data / "06_models" / variant).glob("*/*/config.json")), f"no {variant} checkpoint"
+    comparison = _latest(data / "08_reporting/evaluation/comparison.parquet")
+    assert sorted(comparison["variant"]) == sorted(VARIANTS)
+    assert comparison["writingbench_overall"].between(10, 100).all()  # 1-10 judge scores x10, never 0
+
+    runs = mlflow_runs(project)
+    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags][-1]
+    assert parent.info.status == "FINISHED"
+    assert "synthesis/steps" in parent.data.metrics and "datasets/sft_examples" in parent.data.metrics
+    nested = {r.data.tags.get("mlflow.runName") for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert {"ppo", "ppo_outcome", "grpo"} <= nested
+    ppo_runs = [r for r in runs if r.data.tags.get("mlflow.runName") in ("ppo", "ppo_outcome")]
+    assert len({frozenset(k for k in r.data.metrics if k.startswith(("reward/", "response/"))) for r in ppo_runs}) == 1
