@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from r2_write.judge.judge import JudgeConfig, JudgeStats
+from r2_write.judge.judge import JudgeConfig, JudgeStats, generate_with_retries
 from r2_write.judge.parsing import JudgeParseError
 from r2_write.llm.client import LLMClient
 from r2_write.llm.config import SamplingParams
@@ -247,34 +247,7 @@ class ReportJudge:
         return Verdict(None, attempts=attempts, error=error)
 
     def _generate(self, convs, parse) -> list[Verdict]:
-        results: list[Verdict | None] = [None] * len(convs)
-        last_error = [""] * len(convs)
-        todo = list(range(len(convs)))
-        for attempt in range(self.cfg.max_attempts):
-            if not todo:
-                break
-            sampling = SamplingParams(
-                temperature=self.cfg.temperature if attempt == 0 else self.cfg.retry_temperature,
-                max_new_tokens=self.cfg.max_new_tokens,
-                seed=self.cfg.seed + attempt,
-            )
-            still = []
-            for i, g in zip(todo, self.client.generate([convs[i] for i in todo], sampling)):
-                if not g.ok:
-                    last_error[i] = f"call failed: {g.error}"
-                    still.append(i)
-                    continue
-                try:
-                    value, why = parse(g.text)
-                    results[i] = Verdict(value, why, attempts=attempt + 1)
-                except JudgeParseError as exc:
-                    self.stats.parse_failures += 1
-                    last_error[i] = str(exc)
-                    still.append(i)
-            todo = still
-        for i in todo:
-            results[i] = self._fail(last_error[i], self.cfg.max_attempts)
-        return results  # type: ignore[return-value]
+        return [Verdict(v, why, attempts, error) for v, why, attempts, error in generate_with_retries(self.client, convs, parse, self.cfg, self.stats)]
 
 
 # --------------------------------------------------------------------------- frames

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -105,39 +105,10 @@ class RubricJudge:
         return out
 
     def _score_generate(self, convs) -> list[JudgeResult]:
-        results: list[JudgeResult | None] = [None] * len(convs)
-        last_error = [""] * len(convs)
-        todo = list(range(len(convs)))
-        for attempt in range(self.cfg.max_attempts):
-            if not todo:
-                break
-            sampling = SamplingParams(
-                temperature=self.cfg.temperature if attempt == 0 else self.cfg.retry_temperature,
-                max_new_tokens=self.cfg.max_new_tokens,
-                seed=self.cfg.seed + attempt,
-            )
-            gens = self.client.generate([convs[i] for i in todo], sampling)
-            still = []
-            for i, g in zip(todo, gens):
-                if not g.ok:
-                    last_error[i] = f"call failed: {g.error}"
-                    still.append(i)
-                    continue
-                try:
-                    s, reason = parse_score(g.text)
-                    results[i] = JudgeResult(float(s), reason, attempts=attempt + 1)
-                except JudgeParseError as exc:
-                    self.stats.parse_failures += 1
-                    last_error[i] = str(exc)
-                    still.append(i)
-            todo = still
-        for i in todo:
-            self.stats.failed_items += 1
-            self.stats.errors.append(last_error[i])
-            results[i] = JudgeResult(None, attempts=self.cfg.max_attempts, error=last_error[i])
-        if todo:
-            logger.warning("judge: %d of %d criteria unscored after %d attempts", len(todo), len(convs), self.cfg.max_attempts)
-        return results  # type: ignore[return-value]
+        return [
+            JudgeResult(None if v is None else float(v), why, attempts, error)
+            for v, why, attempts, error in generate_with_retries(self.client, convs, parse_score, self.cfg, self.stats)
+        ]
 
     def score_responses(
         self, queries: list[str], responses: list[str], rubrics: list[list[Criterion]]
@@ -146,6 +117,49 @@ class RubricJudge:
         items = [JudgeItem(q, r, c) for q, r, crit in zip(queries, responses, rubrics) for c in crit]
         flat = iter(self.score(items))
         return [[next(flat) for _ in crit] for crit in rubrics]
+
+
+def generate_with_retries(
+    client: LLMClient, convs: list, parse: Callable[[str], tuple[Any, str]], cfg: JudgeConfig, stats: JudgeStats
+) -> list[tuple[Any, str, int, str | None]]:
+    """Ask, parse, and ask again (new seed, ``retry_temperature``) what did not parse.
+
+    Returns one ``(value, reason, attempts, error)`` per conversation; ``value`` is None
+    (never 0) after ``cfg.max_attempts`` failed attempts, with the last error, and the
+    failure is counted in ``stats`` (malformed answers in ``parse_failures``).
+    """
+    results: list[tuple | None] = [None] * len(convs)
+    last_error = [""] * len(convs)
+    todo = list(range(len(convs)))
+    for attempt in range(cfg.max_attempts):
+        if not todo:
+            break
+        sampling = SamplingParams(
+            temperature=cfg.temperature if attempt == 0 else cfg.retry_temperature,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=cfg.seed + attempt,
+        )
+        still = []
+        for i, g in zip(todo, client.generate([convs[i] for i in todo], sampling)):
+            if not g.ok:
+                last_error[i] = f"call failed: {g.error}"
+                still.append(i)
+                continue
+            try:
+                value, reason = parse(g.text)
+                results[i] = (value, reason, attempt + 1, None)
+            except JudgeParseError as exc:
+                stats.parse_failures += 1
+                last_error[i] = str(exc)
+                still.append(i)
+        todo = still
+    for i in todo:
+        stats.failed_items += 1
+        stats.errors.append(last_error[i])
+        results[i] = (None, "", cfg.max_attempts, last_error[i])
+    if todo:
+        logger.warning("judge: %d of %d items unscored after %d attempts", len(todo), len(convs), cfg.max_attempts)
+    return results  # type: ignore[return-value]
 
 
 def band_for(criterion: Criterion, score: float) -> str:
