@@ -79,7 +79,8 @@ def select_writingbench_queries(format_queries: pd.DataFrame, length_queries: pd
     """Take the configured first queries of each WritingBench subset (duplicates dropped).
 
     With ``max_query_chars`` set, longer queries are skipped first (a CPU run cannot afford
-    the long-context ones); the paper configuration keeps every query.
+    the long-context ones); the paper configuration keeps every query. The first N are taken
+    across domains in turn (file order within a domain), so a small N still covers several.
 
     Args:
         format_queries: ``writingbench_queries`` (id, domain, subdomain, query, criteria).
@@ -92,8 +93,14 @@ def select_writingbench_queries(format_queries: pd.DataFrame, length_queries: pd
     p = _params(params).writingbench
     if p.max_query_chars is not None:
         format_queries, length_queries = (df[df["query"].str.len() <= p.max_query_chars] for df in (format_queries, length_queries))
-    parts = [df if n is None else df.head(n) for df, n in ((format_queries, p.num_queries), (length_queries, p.num_length_queries))]
+    parts = [df if n is None else _spread_over_domains(df).head(n) for df, n in ((format_queries, p.num_queries), (length_queries, p.num_length_queries))]
     return pd.concat(parts, ignore_index=True).drop_duplicates("id").reset_index(drop=True)
+
+
+def _spread_over_domains(df: pd.DataFrame) -> pd.DataFrame:
+    """Interleave the domains (1st of each domain, then 2nd of each...), keeping file order within each."""
+    rank = df.groupby("domain", sort=False).cumcount()
+    return df.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank")
 
 
 def select_drg_queries(queries: pd.DataFrame, params: dict) -> pd.DataFrame:
