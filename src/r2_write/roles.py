@@ -20,16 +20,20 @@ def judge_for(llm_params: dict, judge_params: dict) -> RubricJudge:
     return RubricJudge(client_for(llm_params, "judge"), parse_params(JudgeConfig, judge_params, "judge"))
 
 
-def policy_client(llm_params: dict, model_dir: str) -> LLMClient:
+def policy_client(llm_params: dict, model_dir: str, share_backend: bool = True) -> LLMClient:
     """The client that samples from a policy checkpoint (``llm.policy`` settings).
 
     Local backends (transformers, vllm) load ``model_dir``; an endpoint serves whatever
     model ``llm.policy.model`` names (e.g. a vLLM server started on that checkpoint).
+    ``share_backend=False`` gives the client its own model instance, freed with it (used
+    when evaluating one variant after another, so they are not all held in memory).
     """
-    cfg = parse_params(LLMConfig, (llm_params or {}).get("policy", {}), "llm.policy")
+    if "policy" not in (llm_params or {}):
+        raise ValueError("parameters 'llm.policy' missing; add it to conf/base/parameters.yml")
+    cfg = parse_params(LLMConfig, llm_params["policy"], "llm.policy")
     if cfg.backend != "openai":
         cfg = cfg.model_copy(update={"model": model_dir})
-    return get_client(cfg)
+    return get_client(cfg) if share_backend else LLMClient(cfg)
 
 
 def judge_score_fn(judge: RubricJudge, generic: list[dict]):

@@ -14,8 +14,8 @@ from r2_write.evaluation import compare, deepresearchgym as drg, writingbench as
 from r2_write.evaluation.retrieval import RetrieverConfig, build_retriever
 from r2_write.judge.judge import JudgeConfig, RubricJudge
 from r2_write.llm.client import LLMClient
-from r2_write.llm.config import LLMConfig, SamplingParams
-from r2_write.roles import client_for
+from r2_write.llm.config import SamplingParams
+from r2_write.roles import client_for, policy_client
 from r2_write.tracking import mlflow_metrics
 
 logger = logging.getLogger(__name__)
@@ -65,10 +65,8 @@ def _params(params: dict) -> EvaluationParams:
 
 
 def _policy_client(llm: dict, model_dir: str) -> LLMClient:
-    """A client for the variant's model: ``params:llm.policy`` with ``model`` set to its directory."""
-    if "policy" not in (llm or {}):
-        raise ValueError("parameters 'llm.policy' missing; add it to conf/base/parameters.yml")
-    return LLMClient(parse_params(LLMConfig, {**llm["policy"], "model": model_dir}, "llm.policy"))
+    """The variant's own client (its model is freed once the node is done)."""
+    return policy_client(llm, model_dir, share_backend=False)
 
 
 def _judge_parts(llm: dict, judge: dict, role: str, overrides: dict, where: str):
