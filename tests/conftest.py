@@ -71,3 +71,21 @@ def project_params(project_root) -> dict:
 
     loader = OmegaConfigLoader(str(project_root / "conf"), **{**CONFIG_LOADER_ARGS, "default_run_env": "base"})
     return dict(loader["parameters"])
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_state():
+    """Undo what a test did to MLflow's process-wide state (tracking URI, active experiment and
+    run, the MLFLOW_EXPERIMENT_ID variable that ``set_experiment`` exports to subprocesses)."""
+    import mlflow
+
+    uri, env_id = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_EXPERIMENT_ID")
+    yield
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(uri)
+    mlflow.tracking.fluent._active_experiment_id = None
+    if env_id is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = env_id

@@ -37,8 +37,9 @@ def _latest(path) -> pd.DataFrame:
     return pd.read_parquet(sorted(path.glob("*/*.parquet"))[-1])
 
 
-def test_full_default_run(project):  # noqa: F811
-    kedro(project, "run", "--params", TINY, timeout=900)
+def test_full_default_run(project, project_root):  # noqa: F811
+    benchmarks = (project_root / ".." / "shared" / "benchmarks").resolve()
+    kedro(project, "run", "--params", f"{TINY},benchmarks_root={benchmarks}", timeout=900)
     data = project / "data"
     for table in ("03_primary/synthesis/trajectories", "04_feature/filtering/kept", "05_model_input/scoring/sft_set",
                   "05_model_input/scoring/rl_set", "07_model_output/ppo/history"):

@@ -133,7 +133,6 @@ def test_kill_and_resume(fault_server, new_project):
     # together, the killed and the resumed run asked exactly what the reference asked
     ref_bodies = {_ident(e["body"]) for e in ref_server.recorded}
     assert {_ident(e["body"]) for e in before + after} == ref_bodies
-    assert len(after) + len(completed_before) - len(repeated) == len(ref_server.recorded)
 
     got, want = read_version(project, TRAJECTORIES), read_version(ref_project, TRAJECTORIES)
     assert len(want) == N_PROMPTS

@@ -55,10 +55,18 @@ def test_overlap_with_an_evaluation_set_fails_loudly():
     wb, wbl, drg = _eval_sets()
     sft = pd.DataFrame({"id": ["p1"], "prompt": ["Why do people  CHEAT in sports?"]})
     rl = pd.DataFrame({"id": ["p2"], "prompt": ["Something else."]})
-    with pytest.raises(DataOverlapError, match="deepresearchgym"):
+    with pytest.raises(DataOverlapError, match="'sft' and 'evaluation'.*deepresearchgym:26"):
         check_dataset_disjointness(sft, rl, wb, wbl, drg)
     with pytest.raises(DataOverlapError, match="share prompt ids"):
         check_dataset_disjointness(sft, sft, wb, wbl, drg)
+
+
+def test_evaluation_sets_may_overlap_each_other():
+    wb, _, drg = _eval_sets()
+    sft = pd.DataFrame({"id": ["p1"], "prompt": ["A prompt."]})
+    rl = pd.DataFrame({"id": ["p2"], "prompt": ["Another prompt."]})
+    checks = check_dataset_disjointness(sft, rl, wb, wb, drg)  # the WritingBench subsets share queries
+    assert checks["disjoint"].all() and list(checks["set"]) == ["sft", "rl", "evaluation"]
 
 
 def test_scoring_pipeline(project_params, llm_params, fake_llm):

@@ -9,7 +9,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from r2_write.config import parse_params
-from r2_write.data_io import check_disjoint
+from r2_write.data_io import DataOverlapError, check_disjoint
 from r2_write.judge.judge import mean_score
 from r2_write.roles import judge_for
 from r2_write.rubrics.table import criteria_of
@@ -93,7 +93,11 @@ def build_rl_set(kept_prompts: pd.DataFrame) -> pd.DataFrame:
 def check_dataset_disjointness(
     sft_set: pd.DataFrame, rl_set: pd.DataFrame, writingbench: pd.DataFrame, writingbench_length: pd.DataFrame, deepresearchgym: pd.DataFrame
 ) -> pd.DataFrame:
-    """Fail loudly if SFT, RL and evaluation sets share a prompt (id or normalised text).
+    """Fail loudly if the SFT set, the RL set and the evaluation sets share a prompt.
+
+    SFT and RL must not share an id or a text; neither may share a text (normalised:
+    case, punctuation, whitespace) with any evaluation query. The evaluation sets are
+    checked as one ("evaluation", items named ``<set>:<id>``): they may overlap each other.
 
     Args:
         sft_set: SFT examples.
@@ -110,16 +114,13 @@ def check_dataset_disjointness(
     """
     shared_ids = set(sft_set["id"]) & set(rl_set["id"])
     if shared_ids:
-        from r2_write.data_io import DataOverlapError
-
         raise DataOverlapError(f"SFT and RL sets share prompt ids {sorted(shared_ids)[:5]}")
-    sets = {
-        "sft": dict(zip(sft_set["id"], sft_set["prompt"])),
-        "rl": dict(zip(rl_set["id"], rl_set["prompt"])),
-        "writingbench": dict(zip(writingbench["id"], writingbench["query"])),
-        "writingbench_length": dict(zip(writingbench_length["id"], writingbench_length["query"])),
-        "deepresearchgym": dict(zip(deepresearchgym["id"], deepresearchgym["query"])),
+    evaluation = {  # evaluation sets may share queries among themselves (WritingBench subsets do)
+        f"{name}:{i}": q
+        for name, df in (("writingbench", writingbench), ("writingbench_length", writingbench_length), ("deepresearchgym", deepresearchgym))
+        for i, q in zip(df["id"], df["query"])
     }
+    sets = {"sft": dict(zip(sft_set["id"], sft_set["prompt"])), "rl": dict(zip(rl_set["id"], rl_set["prompt"])), "evaluation": evaluation}
     check_disjoint(sets)
     return pd.DataFrame({"set": list(sets), "size": [len(v) for v in sets.values()], "disjoint": True})
 
