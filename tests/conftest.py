@@ -63,6 +63,23 @@ def embedded_client(embedded_model_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, embedded_model_dir) -> str:
+    """A 2-layer random Llama with the embedded model's tokenizer and chat template."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(embedded_model_dir)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
 def project_params(project_root) -> dict:
     """The merged parameters of conf/base (as ``kedro run`` sees them, without runtime params)."""
     from kedro.config import OmegaConfigLoader

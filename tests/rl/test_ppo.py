@@ -296,7 +296,7 @@ METRICS = {"reward/mean", "reward/outcome", "reward/process", "response/length_t
 
 
 def test_train_two_steps_writes_loadable_final_and_checkpoints(tiny_dir, tmp_path):
-    cfg = small_cfg(total_steps=2, save_every=1, output_dir=str(tmp_path / "ppo"))
+    cfg = small_cfg(total_steps=2, save_every=1, keep_checkpoints=0, output_dir=str(tmp_path / "ppo"))
     logged = []
     out = train(tiny_dir, PROMPTS, fake_reward_fn, cfg, rubrics=["r"] * 4,
                 log_fn=lambda metrics, step: logged.append((step, metrics)))
@@ -309,6 +309,12 @@ def test_train_two_steps_writes_loadable_final_and_checkpoints(tiny_dir, tmp_pat
     assert latest_checkpoint(cfg.output_dir).name == "checkpoint-2"
     state = json.loads((tmp_path / "ppo" / "checkpoint-1" / "trainer_state.json").read_text())
     assert state["step"] == 1 and len(state["history"]) == 1
+
+
+def test_train_keeps_only_the_newest_checkpoints(tiny_dir, tmp_path):
+    cfg = small_cfg(total_steps=3, save_every=1, keep_checkpoints=2, output_dir=str(tmp_path / "ppo"))
+    train(tiny_dir, PROMPTS, fake_reward_fn, cfg)
+    assert sorted(p.name for p in (tmp_path / "ppo").iterdir()) == ["checkpoint-2", "checkpoint-3", "final"]
 
 
 def test_train_resumes_from_the_latest_checkpoint_at_the_next_step(tiny_dir, tmp_path):

@@ -35,6 +35,7 @@ from torch import nn
 from r2_write.rewards.process import ProcessRewardConfig, normalise_score, step_rewards, token_rewards
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.utils import entropy_from_logits, logprobs_from_logits, masked_mean, masked_var, masked_whiten
+from r2_write.training.checkpoints import prune_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -598,6 +599,7 @@ def train(
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 save_checkpoint(output_dir / f"checkpoint-{step}", unwrapped, tokenizer, optimizer, step, history)
+                prune_checkpoints(output_dir, cfg.keep_checkpoints)
 
     # --- final model
     final_dir = output_dir / "final"

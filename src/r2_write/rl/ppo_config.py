@@ -96,6 +96,9 @@ class PPOConfig:
     total_steps: int = field(default=100, metadata={"help": "PPO steps (rollout + update) to run."})
     seed: int = field(default=42, metadata={"help": "Seed of prompt order and sampling (re-seeded per step)."})
     save_every: int = field(default=50, metadata={"help": "Checkpoint every N steps; 0 = only the final model."})
+    keep_checkpoints: int = field(
+        default=1, metadata={"help": "Newest checkpoints kept on disk (older ones are deleted); 0 = keep all."}
+    )
     output_dir: str = field(
         default="data/06_models/ppo", metadata={"help": "Where checkpoint-<step>/ and final/ are written."}
     )
@@ -112,7 +115,7 @@ class PPOConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("vf_coef", "ent_coef", "kl_coef", "process_weight", "save_every"):
+        for name in ("vf_coef", "ent_coef", "kl_coef", "process_weight", "save_every", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("gamma", "lam", "top_p"):

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from r2_write.training.checkpoints import resume_point, run_dir
+
+# settings that do not change the trained model: a resumed run may change them
+_NOT_IN_KEY = {"output_dir", "save_steps", "save_total_limit"}
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +33,13 @@ class GRPOParams(BaseModel):
     bf16: bool = Field(False, description="bfloat16 mixed precision (GPU).")
     use_vllm: bool = Field(False, description="vLLM generation (GPU, TRL's vllm integration).")
     seed: int = Field(0, description="Training seed.")
+    save_steps: int = Field(0, ge=0, description="Checkpoint every N steps so a killed run resumes (0: only the final model).")
+    save_total_limit: int = Field(1, ge=1, description="Newest checkpoints kept on disk.")
+    output_dir: str | None = Field(None, description="Checkpoint directory (default: one per configuration and data under data/06_models/checkpoints).")
 
 
 def train_grpo(
-    model_dir: str, prompts: list[str], rubrics: list[str], reward_fn: Callable, cfg: GRPOParams, output_dir: str | None = None
+    model_dir: str, prompts: list[str], rubrics: list[str], reward_fn: Callable, cfg: GRPOParams
 ) -> tuple[str, list[dict]]:
     """Train ``model_dir`` with GRPO; ``reward_fn(prompts, completions, rubrics=...) -> list[float]``.
 
@@ -45,7 +52,7 @@ def train_grpo(
 
     if not prompts:
         raise ValueError("the RL set is empty: difficulty filtering kept no prompt")
-    out = Path(output_dir or tempfile.mkdtemp(prefix="r2w-grpo-"))
+    out = Path(cfg.output_dir or run_dir("grpo", model_dir, cfg.model_dump(exclude=_NOT_IN_KEY), prompts, rubrics))
     args = GRPOConfig(
         output_dir=str(out / "trainer"),
         learning_rate=cfg.learning_rate,
@@ -61,14 +68,16 @@ def train_grpo(
         use_vllm=cfg.use_vllm,
         seed=cfg.seed,
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="steps" if cfg.save_steps else "no",
+        save_steps=cfg.save_steps or 500,
+        save_total_limit=cfg.save_total_limit,
         report_to="none",
     )
     reward_fn.__name__ = getattr(reward_fn, "__name__", "rubric_reward")
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": p}], "rubrics": r} for p, r in zip(prompts, rubrics)])
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     trainer = GRPOTrainer(model=model_dir, reward_funcs=[reward_fn], args=args, train_dataset=data, processing_class=tokenizer)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_point(args.output_dir))
     final = out / "final"
     trainer.model.save_pretrained(final)
     tokenizer.save_pretrained(final)

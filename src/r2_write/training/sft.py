@@ -9,10 +9,14 @@ merged before saving so every later stage loads a plain checkpoint.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from r2_write.training.checkpoints import resume_point, run_dir
+
+# settings that do not change the trained model: a resumed run may change them
+_NOT_IN_KEY = {"output_dir", "save_steps", "save_total_limit"}
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,9 @@ class SFTParams(BaseModel):
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
     bf16: bool = Field(False, description="bfloat16 mixed precision (GPU).")
     seed: int = Field(0, description="Training seed.")
+    save_steps: int = Field(0, ge=0, description="Checkpoint every N steps so a killed run resumes (0: only the final model).")
+    save_total_limit: int = Field(1, ge=1, description="Newest checkpoints kept on disk.")
+    output_dir: str | None = Field(None, description="Checkpoint directory (default: one per configuration and data under data/06_models/checkpoints).")
     lora: LoraParams = Field(default_factory=LoraParams)
 
 
@@ -57,7 +64,7 @@ def to_chat_examples(prompts: list[str], completions: list[str]) -> list[dict]:
     ]
 
 
-def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: SFTParams, output_dir: str | None = None) -> tuple[str, list[dict]]:
+def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: SFTParams) -> tuple[str, list[dict]]:
     """Fine-tune ``model_dir`` on (prompt, trajectory) pairs.
 
     Args:
@@ -65,7 +72,6 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
         prompts: User prompts.
         completions: Target assistant turns (trajectory + final answer).
         cfg: Training settings.
-        output_dir: Where to write the final checkpoint (a temporary directory by default).
 
     Returns:
         (directory of the saved model, the trainer's log history: one dict per logging step).
@@ -77,7 +83,7 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
 
     if not prompts:
         raise ValueError("the SFT set is empty: no trajectory passed scoring; lower scoring.min_final_score or synthesize more prompts")
-    out = Path(output_dir or tempfile.mkdtemp(prefix="r2w-sft-"))
+    out = Path(cfg.output_dir or run_dir("sft", model_dir, cfg.model_dump(exclude=_NOT_IN_KEY), prompts, completions))
     args = SFTConfig(
         output_dir=str(out / "trainer"),
         learning_rate=cfg.learning_rate,
@@ -91,7 +97,9 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
         bf16=cfg.bf16,
         seed=cfg.seed,
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="steps" if cfg.save_steps else "no",
+        save_steps=cfg.save_steps or 500,
+        save_total_limit=cfg.save_total_limit,
         report_to="none",
         completion_only_loss=True,
         dataset_num_proc=None,
@@ -109,7 +117,7 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_point(args.output_dir))
     model = trainer.model.merge_and_unload() if cfg.lora.enabled else trainer.model
     final = out / "final"
     model.save_pretrained(final)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from kedro.runner import SequentialRunner
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM
 
 from r2_write.pipelines.grpo import create_pipeline as grpo_pipeline
 from r2_write.pipelines.ppo import create_pipeline as ppo_pipeline
@@ -18,41 +18,30 @@ from r2_write.rubrics.schema import generic_rubric
 from tests.pipelines.conftest import memory_catalog
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, embedded_model_dir) -> str:
-    """A 2-layer random Llama with the embedded model's tokenizer and chat template."""
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(embedded_model_dir)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    out = tmp_path_factory.mktemp("tiny") / "model"
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return str(out)
-
-
 def _params_equal(a: str, b: str) -> bool:
     ma, mb = AutoModelForCausalLM.from_pretrained(a), AutoModelForCausalLM.from_pretrained(b)
     return all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(), mb.state_dict().values()))
 
 
-def test_sft_pipeline_trains_and_saves_a_loadable_checkpoint(tiny_model_dir):
+def test_sft_pipeline_trains_and_saves_a_loadable_checkpoint(tiny_model_dir, tmp_path):
     sft_set = pd.DataFrame({"prompt": ["Write a haiku.", "Write a memo."],
                             "completion": ["<think>\n<plan>\np\n</plan>\n</think>\nA haiku.", "<think>\n</think>\nA memo."]})
     catalog = memory_catalog({"scoring.sft_set": sft_set, "base_model": tiny_model_dir,
-                              "params:sft": {"max_steps": 2, "per_device_train_batch_size": 2, "max_length": 128, "learning_rate": 1e-3}})
+                              "params:sft": {"max_steps": 2, "per_device_train_batch_size": 2, "max_length": 128, "learning_rate": 1e-3,
+                                             "save_steps": 1, "output_dir": str(tmp_path / "sft")}})
     SequentialRunner().run(sft_pipeline(), catalog)
     model_dir = catalog.load("sft.model")
     assert not _params_equal(model_dir, tiny_model_dir)  # the weights moved
     losses = catalog.load("sft_metrics")["sft/loss"]
     assert [m["step"] for m in losses] == [0, 1] and all(m["value"] > 0 for m in losses)
+    assert sorted(p.name for p in (tmp_path / "sft" / "trainer").glob("checkpoint-*")) == ["checkpoint-2"]  # limit 1
 
 
-def test_sft_with_lora_merges_into_a_plain_checkpoint(tiny_model_dir):
+def test_sft_with_lora_merges_into_a_plain_checkpoint(tiny_model_dir, tmp_path):
     sft_set = pd.DataFrame({"prompt": ["Q"] * 2, "completion": ["<think>\n</think>\nA"] * 2})
     catalog = memory_catalog({"scoring.sft_set": sft_set, "base_model": tiny_model_dir,
-                              "params:sft": {"max_steps": 1, "max_length": 64, "learning_rate": 1e-2, "lora": {"enabled": True, "r": 4, "alpha": 8}}})
+                              "params:sft": {"max_steps": 1, "max_length": 64, "learning_rate": 1e-2, "lora": {"enabled": True, "r": 4, "alpha": 8},
+                                             "output_dir": str(tmp_path)}})
     SequentialRunner().run(sft_pipeline(), catalog)
     cfg = json.loads(open(f"{catalog.load('sft.model')}/config.json").read())
     assert cfg["model_type"] == "llama"  # merged: loads without peft
@@ -88,11 +77,13 @@ def test_ppo_pipelines_share_metric_names(tmp_path, tiny_model_dir, project_para
     assert catalog.load(f"{variant}_curves").axes[0].get_title() == "Reward"
 
 
-def test_grpo_pipeline(tiny_model_dir, project_params, llm_params, fake_llm):
-    params = {"max_steps": 1, "per_device_train_batch_size": 2, "num_generations": 2, "max_completion_length": 8, "learning_rate": 1e-3}
+def test_grpo_pipeline(tiny_model_dir, project_params, llm_params, fake_llm, tmp_path):
+    params = {"max_steps": 1, "per_device_train_batch_size": 2, "num_generations": 2, "max_completion_length": 8, "learning_rate": 1e-3,
+              "save_steps": 1, "output_dir": str(tmp_path)}
     catalog = _rl_catalog(tiny_model_dir, project_params, llm_params, "grpo", params)
     SequentialRunner().run(grpo_pipeline(), catalog)
     assert (catalog.load("grpo.model"))
     metrics = catalog.load("grpo_metrics")
     assert "grpo/reward/mean" in metrics and "grpo/response/length_tokens" in metrics
     assert fake_llm.backend.n_generated > 0  # the judge scored the completions
+    assert (tmp_path / "trainer" / "checkpoint-1" / "trainer_state.json").exists()

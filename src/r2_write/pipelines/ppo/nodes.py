@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 
 import pandas as pd
@@ -15,14 +13,9 @@ from r2_write.rl.ppo import train
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.roles import judge_for, judge_score_fn
 from r2_write.tracking import NestedRunLogger, mlflow_metric_history
+from r2_write.training.checkpoints import run_dir
 
 logger = logging.getLogger(__name__)
-
-
-def _checkpoint_dir(variant: str, policy_dir: str, params: dict, prompts: list[str]) -> str:
-    """Stable per-configuration directory, so a killed run resumes its own checkpoints only."""
-    key = hashlib.sha1(json.dumps([policy_dir, params, prompts], sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return f"data/06_models/checkpoints/{variant}-{key}"
 
 
 def train_ppo_policy(
@@ -48,7 +41,7 @@ def train_ppo_policy(
     params = dict(params)
     reward_cfg = build_dataclass(ProcessRewardConfig, params.pop("reward", {}), f"{variant}.reward")
     prompts = list(rl_set["prompt"])
-    cfg = build_dataclass(PPOConfig, {"output_dir": _checkpoint_dir(variant, policy_model, params, prompts), **params}, variant)
+    cfg = build_dataclass(PPOConfig, {"output_dir": run_dir(variant, policy_model, params, prompts), **params}, variant)
     judge_ = judge_for(llm, judge)
     reward_fn = process_reward_fn(judge_score_fn(judge_, generic_rubric), reward_cfg)
     with NestedRunLogger(variant, params) as log:
