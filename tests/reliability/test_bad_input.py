@@ -289,5 +289,6 @@ def test_bad_prompt_row_stops_the_run_with_one_clear_message(new_project, fault_
     print("\nlast lines of stderr:\n  " + "\n  ".join(tail))
     assert proc.returncode != 0
     assert any("prompts.jsonl line 3, field 'prompt': expected a string" in line for line in tail), tail
+    assert "Traceback" not in proc.stderr + proc.stdout  # one clear line, not a stack trace
     assert sorted(p.relative_to(project) for p in (project / "data").rglob("*")) == before, "the run wrote data"
     assert server.requests == 0
