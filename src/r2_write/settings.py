@@ -10,6 +10,12 @@ CONFIG_LOADER_ARGS = {
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
         "mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],
     },
+    # Deep-merge conf/<env> over conf/base: an env (conf/paper, conf/local) states only what it
+    # changes, and `--params a.b.c=1` changes that one leaf. Kedro's default ("destructive")
+    # replaces whole top-level keys, and since runtime params are merged into the env's files
+    # too, `--params evaluation.writingbench.num_queries=1` would drop every other
+    # `evaluation` setting as soon as the env has a parameters file.
+    "merge_strategy": {"parameters": "soft"},
 }
 
 # Dataset names are "<stage>.<name>" on purpose: the dot is Kedro's namespace separator, so

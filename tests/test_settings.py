@@ -1,0 +1,35 @@
+"""Configuration loading as `kedro run` does it: conf/<env> and --params change single leaves."""
+
+import shutil
+
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from r2_write.settings import CONFIG_LOADER_ARGS
+
+
+def _params(conf, env, runtime=None) -> dict:
+    return OmegaConfigLoader(str(conf), **{**CONFIG_LOADER_ARGS, "default_run_env": env}, runtime_params=runtime)["parameters"]
+
+
+@pytest.fixture
+def conf(project_root, tmp_path):
+    shutil.copytree(project_root / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("credentials.yml"))
+    (tmp_path / "conf" / "local" / "parameters_mine.yml").write_text("judge:\n  max_attempts: 7\n")
+    return tmp_path / "conf"
+
+
+def test_a_nested_runtime_param_keeps_its_siblings_when_the_env_has_parameters(conf):
+    base = _params(conf, "local")
+    params = _params(conf, "local", {"evaluation": {"writingbench": {"num_queries": 1}}})
+    assert params["evaluation"]["writingbench"]["num_queries"] == 1
+    assert params["evaluation"]["writingbench"]["max_query_chars"] == base["evaluation"]["writingbench"]["max_query_chars"] == 600
+    assert params["evaluation"]["deepresearchgym"] == base["evaluation"]["deepresearchgym"]
+    assert params["judge"]["max_attempts"] == 7 and params["judge"]["mode"] == base["judge"]["mode"]
+
+
+def test_paper_env_with_the_outcome_only_override(conf):
+    base, paper = _params(conf, "base"), _params(conf, "paper", {"ppo": {"process_weight": 0}})
+    assert paper["ppo"]["process_weight"] == 0
+    assert paper["ppo"]["learning_rate"] == 1e-6 and paper["ppo"]["kl_coef"] == 0.001  # the paper's values stay
+    assert set(paper["ppo"]) >= set(base["ppo"])  # nothing from base was dropped
