@@ -33,3 +33,32 @@ def test_paper_env_with_the_outcome_only_override(conf):
     assert paper["ppo"]["process_weight"] == 0
     assert paper["ppo"]["learning_rate"] == 1e-6 and paper["ppo"]["kl_coef"] == 0.001  # the paper's values stay
     assert set(paper["ppo"]) >= set(base["ppo"])  # nothing from base was dropped
+
+
+@pytest.mark.parametrize("env", ["base", "paper"])
+def test_every_stage_accepts_the_merged_parameters_of_each_env(conf, env):
+    """What each node validates at start, checked for the whole env at once (a typo fails here)."""
+    from r2_write.config import build_dataclass, parse_params
+    from r2_write.judge.judge import JudgeConfig
+    from r2_write.llm.config import LLMConfig
+    from r2_write.pipelines.evaluation.nodes import EvaluationParams
+    from r2_write.pipelines.filtering.nodes import FilteringParams
+    from r2_write.pipelines.rubrics.nodes import PoolParams, RubricsParams
+    from r2_write.pipelines.scoring.nodes import ScoringParams
+    from r2_write.pipelines.synthesis.nodes import SynthesisParams
+    from r2_write.rewards.process import ProcessRewardConfig
+    from r2_write.rl.ppo_config import PPOConfig
+    from r2_write.training.grpo import GRPOParams
+    from r2_write.training.sft import SFTParams
+
+    params = _params(conf, env)
+    for role, cfg in params["llm"].items():
+        parse_params(LLMConfig, cfg, f"llm.{role}")
+    for model, key in [(JudgeConfig, "judge"), (PoolParams, "prompt_pools"), (RubricsParams, "rubrics"),
+                       (SynthesisParams, "synthesis"), (FilteringParams, "filtering"), (ScoringParams, "scoring"),
+                       (SFTParams, "sft"), (GRPOParams, "grpo"), (EvaluationParams, "evaluation")]:
+        parse_params(model, params[key], key)
+    for variant in ("ppo", "ppo_outcome"):
+        ppo = dict(params[variant])
+        build_dataclass(ProcessRewardConfig, ppo.pop("reward", {}), f"{variant}.reward")
+        build_dataclass(PPOConfig, ppo, variant)
