@@ -25,10 +25,12 @@ def mlflow_metric_history(rows: list[dict[str, float]]) -> dict[str, list[dict]]
 
 
 class NestedRunLogger:
-    """Log per-step metrics to a nested MLflow run named after a variant (when a run is active).
+    """Log per-step training metrics to a nested MLflow run ``train/<variant>`` (when a run is active).
 
-    Variants trained or evaluated in one ``kedro run`` thus sit side by side in the MLflow
-    UI under the same metric names, while the parent run keeps prefixed copies.
+    Variants trained in one ``kedro run`` thus sit side by side in the MLflow UI under the
+    same metric names, while the parent run keeps prefixed copies. The run is tagged
+    ``variant`` and ``r2_write.stage: training`` (evaluation runs: ``eval/<variant>``,
+    ``r2_write.stage: evaluation``).
 
     Usage::
 
@@ -43,8 +45,8 @@ class NestedRunLogger:
         import mlflow
 
         if mlflow.active_run() is not None:
-            self._run = mlflow.start_run(run_name=self.run_name, nested=True)
-            mlflow.set_tag("variant", self.run_name)
+            self._run = mlflow.start_run(run_name=f"train/{self.run_name}", nested=True)
+            mlflow.set_tags({"variant": self.run_name, "r2_write.stage": "training"})
             if self.params:
                 mlflow.log_params({k: str(v)[:250] for k, v in self.params.items()})
         return self

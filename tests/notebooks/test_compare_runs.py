@@ -19,6 +19,7 @@ from nbclient import NotebookClient
 
 from r2_write.evaluation.compare import log_variant_run
 from r2_write.pipelines.evaluation.nodes import compare_variants
+from r2_write.tracking import NestedRunLogger
 
 pytestmark = pytest.mark.slow  # starts a Jupyter kernel and an MLflow store: ~25 s on 2 CPU cores
 
@@ -81,6 +82,8 @@ def test_notebook_loads_latest_table_and_mlflow_runs(project_root, project_copy,
     with mlflow.start_run(run_name="evaluation"):
         for variant, row in table.set_index("variant").iterrows():
             log_variant_run(variant, row.dropna().to_dict())
+        with NestedRunLogger("ppo") as log:  # a later training run of a variant: not an evaluation
+            log({"reward/mean": 0.5}, step=1)
 
     nb = nbformat.read(project_root / "notebooks" / "compare_runs.ipynb", as_version=4)
     monkeypatch.setenv("R2_PROJECT_PATH", str(project_copy))
@@ -89,6 +92,9 @@ def test_notebook_loads_latest_table_and_mlflow_runs(project_root, project_copy,
     text = "\n".join(_outputs(nb))
     assert "| ppo | 74.5 |" in text and "| ppo | 12.0 |" not in text  # the latest version's markdown table
     assert "2 variant run(s)" in text
+    runs_cell = next(i for i, c in enumerate(nb.cells) if "variant run(s)" in "".join(_outputs(nb, i)))
+    runs_table = "".join(_outputs(nb, runs_cell))
+    assert "74.5" in runs_table and "52.0" in runs_table  # ppo's evaluation run, not its later training run
     assert not [t for t in _outputs(nb, 1) if " INFO " in t]  # no log flood from Kedro start-up
     pngs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(pngs) == 2  # the comparison chart and the MLflow chart

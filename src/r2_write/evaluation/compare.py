@@ -112,7 +112,7 @@ def log_variant_run(variant: str, metrics: dict[str, float]) -> str | None:
         logger.info("no active MLflow run: variant %s not logged as a nested run", variant)
         return None
     clean = {k: v for k, v in prefixed(metrics).items() if v is not None and not math.isnan(v)}
-    with mlflow.start_run(run_name=variant, nested=True) as run:
+    with mlflow.start_run(run_name=f"eval/{variant}", nested=True) as run:
         mlflow.set_tags({"variant": variant, "r2_write.stage": "evaluation"})
         mlflow.log_metrics(clean)
         return run.info.run_id

@@ -105,7 +105,7 @@ def test_summaries_log_nested_runs_with_the_same_metric_names(mlflow_tmp):
     children = mlflow_tmp.search_runs(
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'", order_by=["attributes.start_time"]
     )
-    assert [c.info.run_name for c in children] == ["base", "sft"]
+    assert [c.info.run_name for c in children] == ["eval/base", "eval/sft"]
     assert children[0].data.metrics.keys() == children[1].data.metrics.keys()
     assert children[0].data.metrics["eval/writingbench_overall"] == 80.0
     assert children[1].data.tags["variant"] == "sft"
