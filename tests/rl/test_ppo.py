@@ -334,3 +334,102 @@ def test_train_resumes_from_the_latest_checkpoint_at_the_next_step(tiny_dir, tmp
     assert abs(full["history"][1]["objective/kl"]) > 1e-4
     for key in ("reward/mean", "objective/kl", "losses/policy_loss", "losses/value_loss", "losses/approx_kl"):
         assert resumed["history"][1][key] == pytest.approx(full["history"][1][key], rel=1e-4, abs=1e-7)
+
+
+# ----------------------------------------------------------------------------- vLLM rollouts
+
+
+class FakeVLLMGeneration:
+    """Stands in for TRL's VLLMGeneration: records its arguments, returns scripted token ids."""
+
+    instances: list = []
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.calls, self.synced = kwargs, [], 0
+        FakeVLLMGeneration.instances.append(self)
+
+    def generate(self, prompts, images, num_generations):
+        self.calls.append(prompts)
+        # vLLM stops after eos (id 2, kept in the ids) or at max_completion_length (4 here)
+        completions = [[5, 6, 2] if i % 2 == 0 else [300, 301, 302, 303] for i in range(len(prompts))]
+        return prompts, completions, None, None
+
+    def sync_weights(self):
+        self.synced += 1
+
+
+def test_vllm_sampler_strips_left_padding_and_samples_plainly(tiny_lm, tokenizer):
+    from accelerate import Accelerator
+
+    from r2_write.rl.ppo import VLLMSampler
+
+    cfg = small_cfg(use_vllm=True, temperature=0.7, top_p=0.9, max_new_tokens=12, max_prompt_length=64)
+    sampler = VLLMSampler(tiny_lm, Accelerator(cpu=True), tokenizer, cfg, generation_cls=FakeVLLMGeneration)
+    gen = FakeVLLMGeneration.instances[-1]
+    assert gen.kwargs["mode"] == "colocate" and gen.kwargs["model"] is tiny_lm
+    assert (gen.kwargs["temperature"], gen.kwargs["top_p"], gen.kwargs["top_k"], gen.kwargs["max_completion_length"],
+            gen.kwargs["max_model_length"]) == (0.7, 0.9, 0, 12, 76)
+    queries, mask = encode_prompts(tokenizer, ["A much longer prompt than the other one, really.", "Hi"], 64)
+    assert sampler(queries, mask) == [[5, 6, 2], [300, 301, 302, 303]]
+    long_ids, short_ids = gen.calls[0]
+    assert long_ids == queries[0].tolist() and short_ids == queries[1][mask[1].bool()].tolist()
+    sampler.sync_weights()
+    assert gen.synced == 1
+
+
+def test_rollout_scores_the_sampler_tokens_with_the_policy(tiny_lm, tokenizer):
+    from accelerate import Accelerator
+
+    from r2_write.rl.ppo import VLLMSampler
+
+    cfg = small_cfg(use_vllm=True, max_new_tokens=4)
+    sampler = VLLMSampler(tiny_lm, Accelerator(cpu=True), tokenizer, cfg, generation_cls=FakeVLLMGeneration)
+    policy = PolicyWithValue(tiny_lm)
+    ro = rollout(policy, tiny_lm, tokenizer, ["Write a haiku.", "Hi"], cfg, sampler=sampler)
+
+    assert ro.responses.tolist() == [[5, 6, 2, 2], [300, 301, 302, 303]]  # padded with pad (= eos here)
+    assert ro.response_mask.tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]  # up to and including the first eos
+    assert ro.truncated.tolist() == [False, True]
+    ids = torch.cat([ro.queries, ro.responses], 1)
+    with torch.no_grad():
+        logits, _ = response_logits_and_values(policy, ids, torch.cat([ro.query_mask, torch.ones_like(ro.responses)], 1),
+                                               ro.queries.shape[1], cfg.temperature)
+    expected = logprobs_from_logits(logits, ro.responses) * ro.response_mask
+    assert torch.allclose(ro.logprobs, expected, atol=1e-5)
+    assert ro.completions[1] == tokenizer.decode([300, 301, 302, 303], skip_special_tokens=True) != ""
+
+
+def test_train_with_vllm_syncs_weights_after_every_update(tiny_dir, tmp_path, monkeypatch):
+    from r2_write.rl import ppo
+
+    monkeypatch.setattr(ppo, "VLLMSampler", lambda lm, accelerator, tokenizer, cfg: _FakeSampler())
+    cfg = small_cfg(total_steps=2, save_every=0, use_vllm=True, output_dir=str(tmp_path / "ppo"))
+    out = train(tiny_dir, PROMPTS, fake_reward_fn, cfg)
+    assert _FakeSampler.log == ["sample", "sync", "sample", "sync"]
+    assert len(out["history"]) == 2
+
+
+class _FakeSampler:
+    log: list = []
+
+    def __init__(self):
+        _FakeSampler.log = []
+
+    def __call__(self, queries, query_mask):
+        _FakeSampler.log.append("sample")
+        return [[5, 6, 2]] * len(queries)
+
+    def sync_weights(self):
+        _FakeSampler.log.append("sync")
+
+
+def test_use_vllm_without_vllm_is_a_clear_error(tiny_lm, tokenizer):
+    from accelerate import Accelerator
+    from trl.import_utils import is_vllm_available
+
+    from r2_write.rl.ppo import VLLMSampler
+
+    if is_vllm_available():
+        pytest.skip("vLLM is installed here")
+    with pytest.raises(ImportError, match="ppo.use_vllm needs vLLM"):
+        VLLMSampler(tiny_lm, Accelerator(cpu=True), tokenizer, small_cfg(use_vllm=True))

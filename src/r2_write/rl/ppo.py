@@ -214,7 +214,10 @@ def decode_with_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int,
 
 
 @torch.no_grad()
-def rollout(policy: PolicyWithValue, ref_model: nn.Module, tokenizer, prompts: list[str], cfg: PPOConfig) -> Rollout:
+def rollout(
+    policy: PolicyWithValue, ref_model: nn.Module, tokenizer, prompts: list[str], cfg: PPOConfig,
+    sampler: "VLLMSampler | None" = None,
+) -> Rollout:
     """Sample one response per prompt and score it with the policy, the critic and the reference.
 
     Args:
@@ -223,6 +226,8 @@ def rollout(policy: PolicyWithValue, ref_model: nn.Module, tokenizer, prompts: l
         tokenizer: The policy's tokenizer (its chat template formats the prompts).
         prompts: User prompts, one response each (repeat a prompt for several samples).
         cfg: Sampling (temperature, top_p, max_new_tokens, ...) and batching settings.
+        sampler: Samples the responses instead of ``policy.lm.generate`` (vLLM); the
+            logprobs are computed by the policy either way.
 
     Returns:
         The :class:`Rollout`.
@@ -230,15 +235,18 @@ def rollout(policy: PolicyWithValue, ref_model: nn.Module, tokenizer, prompts: l
     device = next(policy.parameters()).device
     queries, query_mask = (t.to(device) for t in encode_prompts(tokenizer, prompts, cfg.max_prompt_length))
     pad, eos_ids = _pad_id(tokenizer), _eos_ids(tokenizer, policy.lm)
-    gen_cfg = _generation_config(cfg, pad, eos_ids)
     policy.eval()
     # 1. sample responses (batched, left-padded prompts)
-    step = cfg.generation_batch_size or len(prompts)
-    chunks = [
-        policy.lm.generate(input_ids=queries[s : s + step], attention_mask=query_mask[s : s + step],
-                           generation_config=gen_cfg)[:, queries.shape[1]:]
-        for s in range(0, len(prompts), step)
-    ]
+    if sampler is not None:
+        chunks = [torch.tensor([list(ids) or [pad]], device=device) for ids in sampler(queries, query_mask)]
+    else:
+        gen_cfg = _generation_config(cfg, pad, eos_ids)
+        step = cfg.generation_batch_size or len(prompts)
+        chunks = [
+            policy.lm.generate(input_ids=queries[s : s + step], attention_mask=query_mask[s : s + step],
+                               generation_config=gen_cfg)[:, queries.shape[1]:]
+            for s in range(0, len(prompts), step)
+        ]
     width = max(c.shape[1] for c in chunks)
     responses = torch.cat([nn.functional.pad(c, (0, width - c.shape[1]), value=pad) for c in chunks])
     mask = response_mask(responses, eos_ids)
@@ -271,6 +279,41 @@ def rollout(policy: PolicyWithValue, ref_model: nn.Module, tokenizer, prompts: l
         completions=[text for text, _ in decoded],
         token_offsets=[offsets for _, offsets in decoded],
     )
+
+
+class VLLMSampler:
+    """Rollout sampling with vLLM inside the training process (``use_vllm: true``, GPU).
+
+    A thin layer over TRL's ``VLLMGeneration`` in colocate mode: the engine shares the GPUs
+    with training (``vllm_gpu_memory_utilization``), samples plain (no top-k, the policy's
+    temperature and top-p) and gets the policy's weights after every update
+    (:meth:`sync_weights`). It returns token ids only: the logprobs PPO needs are recomputed by
+    the policy, as with ``generate``.
+    """
+
+    def __init__(self, lm: nn.Module, accelerator, tokenizer, cfg: PPOConfig, generation_cls=None):
+        if generation_cls is None:
+            from trl.import_utils import is_vllm_available
+
+            if not is_vllm_available():
+                raise ImportError("ppo.use_vllm needs vLLM: pip install 'r2_write[vllm]' on a GPU machine, "
+                                  "or set use_vllm: false")
+            from trl.generation.vllm_generation import VLLMGeneration as generation_cls
+        self.generation = generation_cls(
+            model=lm, accelerator=accelerator, processing_class=tokenizer, mode="colocate",
+            tensor_parallel_size=cfg.vllm_tensor_parallel_size, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+            max_model_length=cfg.max_prompt_length + cfg.max_new_tokens, temperature=cfg.temperature,
+            top_p=cfg.top_p, top_k=0, max_completion_length=cfg.max_new_tokens,
+        )
+
+    def __call__(self, queries: torch.Tensor, query_mask: torch.Tensor) -> list[list[int]]:
+        """Completion token ids for each left-padded query row (padding removed first)."""
+        prompts = [row[mask.bool()].tolist() for row, mask in zip(queries.cpu(), query_mask.cpu())]
+        _, completion_ids, _, _ = self.generation.generate(prompts, images=None, num_generations=1)
+        return completion_ids
+
+    def sync_weights(self) -> None:
+        self.generation.sync_weights()
 
 
 # ----------------------------------------------------------------------------- rewards and advantages
@@ -540,8 +583,6 @@ def train(
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    if cfg.use_vllm:
-        raise NotImplementedError("use_vllm: vLLM rollouts are not implemented; set use_vllm: false")
     if not prompts:
         raise ValueError("train() needs at least one prompt")
     if rubrics is not None and len(rubrics) != len(prompts):
@@ -565,6 +606,7 @@ def train(
     policy, optimizer = accelerator.prepare(policy, optimizer)
     ref_model.to(accelerator.device)
     unwrapped = accelerator.unwrap_model(policy)
+    sampler = VLLMSampler(unwrapped.lm, accelerator, tokenizer, cfg) if cfg.use_vllm else None
 
     # --- PPO steps
     for step in range(start_step + 1, cfg.total_steps + 1):
@@ -576,7 +618,7 @@ def train(
 
         t0 = time.perf_counter()
         with accelerator.autocast():  # old logprobs at the precision the update will use
-            ro = rollout(unwrapped, ref_model, tokenizer, batch_prompts, cfg)
+            ro = rollout(unwrapped, ref_model, tokenizer, batch_prompts, cfg, sampler=sampler)
         t1 = time.perf_counter()
         results = reward_fn(batch_prompts, ro.completions, rubrics=batch_rubrics)
         scores = token_scores(ro, results, reward_cfg)
@@ -584,6 +626,8 @@ def train(
         rewards, kl = compute_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask, cfg.kl_coef)
         advantages, returns = compute_gae(rewards, ro.values, ro.response_mask, cfg.gamma, cfg.lam)
         update_stats = ppo_update(policy, optimizer, ro, advantages, returns, cfg, accelerator)
+        if sampler is not None:
+            sampler.sync_weights()  # the next rollout samples from the updated policy
         t3 = time.perf_counter()
 
         metrics = _step_metrics(ro, results, scores, rewards, kl, returns, reward_cfg, cfg)

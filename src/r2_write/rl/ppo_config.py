@@ -90,8 +90,14 @@ class PPOConfig:
         default=None, metadata={"help": "Prompts per generate() call; None = all of a step's prompts at once."}
     )
     use_vllm: bool = field(
-        default=False, metadata={"help": "Generate rollouts with vLLM (reserved: not implemented yet)."}
+        default=False,
+        metadata={"help": "Sample rollouts with vLLM in the training process (GPU; TRL's VLLMGeneration, colocate "
+                          "mode), its weights synced from the policy after every update."},
     )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3, metadata={"help": "Share of each GPU's memory vLLM may take (the rest trains)."}
+    )
+    vllm_tensor_parallel_size: int = field(default=1, metadata={"help": "GPUs per vLLM engine."})
     # --- run
     total_steps: int = field(default=100, metadata={"help": "PPO steps (rollout + update) to run."})
     seed: int = field(default=42, metadata={"help": "Seed of prompt order and sampling (re-seeded per step)."})
@@ -118,7 +124,9 @@ class PPOConfig:
         for name in ("vf_coef", "ent_coef", "kl_coef", "process_weight", "save_every", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("gamma", "lam", "top_p"):
+        if self.vllm_tensor_parallel_size < 1:
+            raise ValueError(f"PPOConfig.vllm_tensor_parallel_size must be >= 1, got {self.vllm_tensor_parallel_size!r}")
+        for name in ("gamma", "lam", "top_p", "vllm_gpu_memory_utilization"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
