@@ -296,7 +296,7 @@ METRICS = {"reward/mean", "reward/outcome", "reward/process", "response/length_t
 
 
 def test_train_two_steps_writes_loadable_final_and_checkpoints(tiny_dir, tmp_path):
-    cfg = small_cfg(total_steps=2, save_every=1, keep_checkpoints=0, output_dir=str(tmp_path / "ppo"))
+    cfg = small_cfg(total_steps=2, save_every=1, keep_checkpoints=0, cleanup_checkpoints=False, output_dir=str(tmp_path / "ppo"))
     logged = []
     out = train(tiny_dir, PROMPTS, fake_reward_fn, cfg, rubrics=["r"] * 4,
                 log_fn=lambda metrics, step: logged.append((step, metrics)))
@@ -312,14 +312,14 @@ def test_train_two_steps_writes_loadable_final_and_checkpoints(tiny_dir, tmp_pat
 
 
 def test_train_keeps_only_the_newest_checkpoints(tiny_dir, tmp_path):
-    cfg = small_cfg(total_steps=3, save_every=1, keep_checkpoints=2, output_dir=str(tmp_path / "ppo"))
+    cfg = small_cfg(total_steps=3, save_every=1, keep_checkpoints=2, cleanup_checkpoints=False, output_dir=str(tmp_path / "ppo"))
     train(tiny_dir, PROMPTS, fake_reward_fn, cfg)
     assert sorted(p.name for p in (tmp_path / "ppo").iterdir()) == ["checkpoint-2", "checkpoint-3", "final"]
 
 
 def test_train_resumes_from_the_latest_checkpoint_at_the_next_step(tiny_dir, tmp_path):
     def cfg(steps, name):
-        return small_cfg(total_steps=steps, save_every=1, ppo_epochs=2, learning_rate=1e-3,
+        return small_cfg(total_steps=steps, save_every=1, ppo_epochs=2, learning_rate=1e-3, cleanup_checkpoints=False,
                          output_dir=str(tmp_path / name))
 
     full = train(tiny_dir, PROMPTS, fake_reward_fn, cfg(2, "full"))

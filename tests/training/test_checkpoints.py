@@ -2,7 +2,7 @@
 
 import json
 
-from r2_write.training.checkpoints import prune_checkpoints, resume_point, run_dir
+from r2_write.training.checkpoints import prune_checkpoints, remove_checkpoints, resume_point, run_dir
 
 
 def test_run_dir_is_stable_and_changes_with_any_input():
@@ -21,6 +21,14 @@ def test_prune_keeps_the_newest_by_step_number_not_by_name(tmp_path):
     assert sorted(p.name for p in deleted) == ["checkpoint-1", "checkpoint-2"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-9", "final"]
     assert prune_checkpoints(tmp_path, keep=0) == [] and prune_checkpoints(tmp_path / "missing", keep=1) == []
+
+
+def test_remove_deletes_every_checkpoint_and_nothing_else(tmp_path):
+    for name in ("checkpoint-1", "checkpoint-2", "final", "checkpoint-x"):
+        (tmp_path / name).mkdir()
+    assert sorted(p.name for p in remove_checkpoints(tmp_path)) == ["checkpoint-1", "checkpoint-2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-x", "final"]
+    assert remove_checkpoints(tmp_path / "missing") == []
 
 
 def test_resume_point_skips_a_checkpoint_killed_while_writing(tmp_path):

@@ -18,7 +18,7 @@ def length_reward(prompts, completions, rubrics=None, **kwargs):
 
 def _cfg(out, **kw) -> GRPOParams:
     return GRPOParams(**{"max_steps": 2, "per_device_train_batch_size": 2, "num_generations": 2, "max_completion_length": 8,
-                         "learning_rate": 1e-3, "save_steps": 1, "save_total_limit": 2, "output_dir": str(out), **kw})
+                         "learning_rate": 1e-3, "save_steps": 1, "save_total_limit": 2, "cleanup_checkpoints": False, "output_dir": str(out), **kw})
 
 
 def test_params_validate_group_size():
@@ -39,3 +39,8 @@ def test_trains_checkpoints_and_resumes_after_a_kill(tiny_model_dir, tmp_path):
     state_file.write_text(json.dumps(state))
     _, resumed = train_grpo(tiny_model_dir, PROMPTS, ["r", "r"], length_reward, _cfg(tmp_path))
     assert len(resumed) == 2 and resumed[0]["reward"] == 123.0  # step 1 came from the checkpoint
+
+
+def test_checkpoints_are_deleted_once_training_finished(tiny_model_dir, tmp_path):
+    train_grpo(tiny_model_dir, PROMPTS, ["r", "r"], length_reward, _cfg(tmp_path, max_steps=1, cleanup_checkpoints=True))
+    assert (tmp_path / "final" / "config.json").exists() and not list((tmp_path / "trainer").glob("checkpoint-*"))

@@ -16,7 +16,7 @@ COMPLETIONS = [f"<think>\n<plan>\nplan {i}\n</plan>\n</think>\nAnswer {i}." for 
 
 def _cfg(out, **kw) -> SFTParams:
     return SFTParams(max_steps=2, per_device_train_batch_size=2, max_length=64, learning_rate=1e-3,
-                     save_steps=1, save_total_limit=2, output_dir=str(out), **kw)
+                     save_steps=1, save_total_limit=2, cleanup_checkpoints=False, output_dir=str(out), **kw)
 
 
 def test_chat_rows_put_the_trajectory_in_the_assistant_turn():

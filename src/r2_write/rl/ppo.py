@@ -35,7 +35,7 @@ from torch import nn
 from r2_write.rewards.process import ProcessRewardConfig, normalise_score, step_rewards, token_rewards
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.utils import entropy_from_logits, logprobs_from_logits, masked_mean, masked_var, masked_whiten
-from r2_write.training.checkpoints import prune_checkpoints
+from r2_write.training.checkpoints import prune_checkpoints, remove_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -650,6 +650,8 @@ def train(
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _save_model(final_dir, unwrapped, tokenizer)
+        if cfg.cleanup_checkpoints:
+            remove_checkpoints(output_dir)
     return {"history": history, "final_dir": str(final_dir)}
 
 

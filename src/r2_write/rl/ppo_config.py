@@ -105,6 +105,10 @@ class PPOConfig:
     keep_checkpoints: int = field(
         default=1, metadata={"help": "Newest checkpoints kept on disk (older ones are deleted); 0 = keep all."}
     )
+    cleanup_checkpoints: bool = field(
+        default=True, metadata={"help": "Delete the checkpoints once training finished (final/ stays); False keeps "
+                                        "them to continue the run later with more total_steps."}
+    )
     output_dir: str = field(
         default="data/06_models/ppo", metadata={"help": "Where checkpoint-<step>/ and final/ are written."}
     )

@@ -42,6 +42,14 @@ def prune_checkpoints(output_dir: str | Path, keep: int) -> list[Path]:
     return doomed
 
 
+def remove_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Delete every ``checkpoint-<step>`` directory (training finished: no resume needed)."""
+    doomed = _checkpoints(output_dir)
+    for path in doomed:
+        shutil.rmtree(path)
+    return doomed
+
+
 def resume_point(trainer_dir: str | Path) -> str | None:
     """The newest complete Hugging Face ``Trainer`` checkpoint in ``trainer_dir``, or None.
 

@@ -8,10 +8,10 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from r2_write.training.checkpoints import resume_point, run_dir
+from r2_write.training.checkpoints import remove_checkpoints, resume_point, run_dir
 
 # settings that do not change the trained model: a resumed run may change them
-_NOT_IN_KEY = {"output_dir", "save_steps", "save_total_limit"}
+_NOT_IN_KEY = {"output_dir", "save_steps", "save_total_limit", "cleanup_checkpoints"}
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class GRPOParams(BaseModel):
     seed: int = Field(0, description="Training seed.")
     save_steps: int = Field(0, ge=0, description="Checkpoint every N steps so a killed run resumes (0: only the final model).")
     save_total_limit: int = Field(1, ge=1, description="Newest checkpoints kept on disk.")
+    cleanup_checkpoints: bool = Field(True, description="Delete the resume checkpoints once training finished (the final model stays).")
     output_dir: str | None = Field(None, description="Checkpoint directory (default: one per configuration and data under data/06_models/checkpoints).")
 
 
@@ -81,4 +82,6 @@ def train_grpo(
     final = out / "final"
     trainer.model.save_pretrained(final)
     tokenizer.save_pretrained(final)
+    if cfg.cleanup_checkpoints:
+        remove_checkpoints(args.output_dir)
     return str(final), [h for h in trainer.state.log_history if "loss" in h or "reward" in h]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from r2_write.training.checkpoints import resume_point, run_dir
+from r2_write.training.checkpoints import remove_checkpoints, resume_point, run_dir
 
 # settings that do not change the trained model: a resumed run may change them
-_NOT_IN_KEY = {"output_dir", "save_steps", "save_total_limit"}
+_NOT_IN_KEY = {"output_dir", "save_steps", "save_total_limit", "cleanup_checkpoints"}
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class SFTParams(BaseModel):
     seed: int = Field(0, description="Training seed.")
     save_steps: int = Field(0, ge=0, description="Checkpoint every N steps so a killed run resumes (0: only the final model).")
     save_total_limit: int = Field(1, ge=1, description="Newest checkpoints kept on disk.")
+    cleanup_checkpoints: bool = Field(True, description="Delete the resume checkpoints once training finished (the final model stays).")
     output_dir: str | None = Field(None, description="Checkpoint directory (default: one per configuration and data under data/06_models/checkpoints).")
     lora: LoraParams = Field(default_factory=LoraParams)
 
@@ -122,6 +123,8 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
     final = out / "final"
     model.save_pretrained(final)
     tokenizer.save_pretrained(final)
+    if cfg.cleanup_checkpoints:
+        remove_checkpoints(args.output_dir)
     history = [h for h in trainer.state.log_history if "loss" in h]
     logger.info("SFT: %d steps, first loss %.4f, last loss %.4f", trainer.state.global_step,
                 history[0]["loss"] if history else float("nan"), history[-1]["loss"] if history else float("nan"))
