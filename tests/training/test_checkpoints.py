@@ -2,15 +2,21 @@
 
 import json
 
-from r2_write.training.checkpoints import prune_checkpoints, remove_checkpoints, resume_point, run_dir
+from r2_write.training.checkpoints import latest_checkpoint, prune_checkpoints, remove_checkpoints, run_dir
 
 
 def test_run_dir_is_stable_and_changes_with_any_input():
-    a = run_dir("sft", "m", {"lr": 1, "steps": 2}, ["p"])
-    assert a == run_dir("sft", "m", {"steps": 2, "lr": 1}, ["p"])  # key order does not matter
+    a = run_dir("sft", {"lr": 1, "steps": 2}, "m", ["p"])
+    assert a == run_dir("sft", {"steps": 2, "lr": 1}, "m", ["p"])  # key order does not matter
     assert a.startswith("data/06_models/checkpoints/sft-")
-    assert len({a, run_dir("sft", "m", {"lr": 1, "steps": 3}, ["p"]), run_dir("sft", "m", {"lr": 1, "steps": 2}, ["q"]),
-                run_dir("grpo", "m", {"lr": 1, "steps": 2}, ["p"])}) == 4
+    assert len({a, run_dir("sft", {"lr": 1, "steps": 3}, "m", ["p"]), run_dir("sft", {"lr": 1, "steps": 2}, "m", ["q"]),
+                run_dir("sft", {"lr": 1, "steps": 2}, "n", ["p"]), run_dir("grpo", {"lr": 1, "steps": 2}, "m", ["p"])}) == 5
+
+
+def test_run_dir_ignores_how_checkpoints_are_kept():
+    resume = {"output_dir": "x", "save_steps": 3, "save_total_limit": 2, "save_every": 4, "keep_checkpoints": 0,
+              "cleanup_checkpoints": False}
+    assert run_dir("ppo", {"lr": 1, **resume}, "m") == run_dir("ppo", {"lr": 1}, "m")
 
 
 def test_prune_keeps_the_newest_by_step_number_not_by_name(tmp_path):
@@ -31,13 +37,13 @@ def test_remove_deletes_every_checkpoint_and_nothing_else(tmp_path):
     assert remove_checkpoints(tmp_path / "missing") == []
 
 
-def test_resume_point_skips_a_checkpoint_killed_while_writing(tmp_path):
-    assert resume_point(tmp_path / "missing") is None
+def test_latest_checkpoint_skips_a_checkpoint_killed_while_writing(tmp_path):
+    assert latest_checkpoint(tmp_path / "missing") is None
     (tmp_path / "checkpoint-1").mkdir()
     (tmp_path / "checkpoint-1" / "trainer_state.json").write_text(json.dumps({"global_step": 1}))
-    assert resume_point(tmp_path).endswith("checkpoint-1")
+    assert latest_checkpoint(tmp_path).name == "checkpoint-1"
     (tmp_path / "checkpoint-2").mkdir()  # no trainer_state.json: the save was interrupted
     (tmp_path / "checkpoint-10").mkdir()
-    assert resume_point(tmp_path).endswith("checkpoint-1")
+    assert latest_checkpoint(tmp_path).name == "checkpoint-1"
     (tmp_path / "checkpoint-10" / "trainer_state.json").write_text("{}")
-    assert resume_point(tmp_path).endswith("checkpoint-10")  # by step number, not by name
+    assert latest_checkpoint(tmp_path).name == "checkpoint-10"  # by step number, not by name

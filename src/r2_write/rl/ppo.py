@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -35,12 +34,11 @@ from torch import nn
 from r2_write.rewards.process import ProcessRewardConfig, normalise_score, step_rewards, token_rewards
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.utils import entropy_from_logits, logprobs_from_logits, masked_mean, masked_var, masked_whiten
-from r2_write.training.checkpoints import prune_checkpoints, remove_checkpoints
+from r2_write.training.checkpoints import STATE_FILE, latest_checkpoint, prune_checkpoints, remove_checkpoints
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-VALUE_HEAD_FILE, OPTIMIZER_FILE, STATE_FILE = "value_head.pt", "optimizer.pt", "trainer_state.json"
+VALUE_HEAD_FILE, OPTIMIZER_FILE = "value_head.pt", "optimizer.pt"
 
 
 # ----------------------------------------------------------------------------- model
@@ -754,19 +752,6 @@ def _restore_state(checkpoint: Path, policy: PolicyWithValue, optimizer) -> tupl
     optimizer.load_state_dict(torch.load(checkpoint / OPTIMIZER_FILE, map_location="cpu"))
     state = json.loads((checkpoint / STATE_FILE).read_text())
     return state["step"], state["history"]
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The complete ``checkpoint-<step>`` directory with the highest step, or None."""
-    output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        return None
-    found = [
-        (int(m.group(1)), p)
-        for p in output_dir.iterdir()
-        if (m := CHECKPOINT_RE.match(p.name)) and (p / STATE_FILE).exists()
-    ]
-    return max(found)[1] if found else None
 
 
 def save_checkpoint(

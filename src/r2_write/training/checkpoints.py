@@ -2,7 +2,9 @@
 
 Each trainer (SFT, PPO, GRPO) writes ``checkpoint-<step>/`` directories on an interval into a
 directory named after its configuration and inputs, so a killed ``kedro run`` finds and resumes
-its own checkpoints on the next identical run and never another configuration's.
+its own checkpoints on the next identical run and never another configuration's. A checkpoint
+is complete once its ``trainer_state.json`` is written (last, by Hugging Face's Trainer and by
+our PPO alike).
 """
 
 from __future__ import annotations
@@ -12,20 +14,56 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 CHECKPOINT_ROOT = "data/06_models/checkpoints"
+STATE_FILE = "trainer_state.json"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# settings that say how to checkpoint, not what to train: changing them keeps the run directory
+RESUME_SETTINGS = frozenset(
+    {"output_dir", "save_steps", "save_total_limit", "save_every", "keep_checkpoints", "cleanup_checkpoints"}
+)
 
 
-def run_dir(name: str, *inputs, root: str = CHECKPOINT_ROOT) -> str:
-    """``<root>/<name>-<hash of inputs>``: stable for the same configuration and data.
+class CheckpointParams(BaseModel):
+    """The resume settings of the Hugging Face trainers (SFT, GRPO); PPOConfig has its own twins."""
 
-    >>> run_dir("sft", "model", {"lr": 1}) == run_dir("sft", "model", {"lr": 1})
+    model_config = ConfigDict(extra="forbid")
+
+    save_steps: int = Field(0, ge=0, description="Checkpoint every N steps so a killed run resumes (0: only the final model).")
+    save_total_limit: int = Field(1, ge=1, description="Newest checkpoints kept on disk.")
+    cleanup_checkpoints: bool = Field(True, description="Delete the resume checkpoints once training finished (the final model stays).")
+    output_dir: str | None = Field(None, description="Checkpoint directory (default: one per configuration and data under data/06_models/checkpoints).")
+
+
+def hf_checkpoint_args(cfg: CheckpointParams) -> dict[str, Any]:
+    """``TrainingArguments`` keywords for ``cfg``'s checkpoint interval.
+
+    >>> hf_checkpoint_args(CheckpointParams())
+    {'save_strategy': 'no'}
+    >>> hf_checkpoint_args(CheckpointParams(save_steps=5, save_total_limit=2))
+    {'save_strategy': 'steps', 'save_steps': 5, 'save_total_limit': 2}
+    """
+    if not cfg.save_steps:
+        return {"save_strategy": "no"}
+    return {"save_strategy": "steps", "save_steps": cfg.save_steps, "save_total_limit": cfg.save_total_limit}
+
+
+def run_dir(name: str, settings: dict, *inputs, root: str = CHECKPOINT_ROOT) -> str:
+    """``<root>/<name>-<hash>``: stable for the same training settings and inputs.
+
+    The :data:`RESUME_SETTINGS` in ``settings`` are left out of the hash, so a resumed run
+    may change its checkpoint interval.
+
+    >>> run_dir("sft", {"lr": 1, "save_steps": 2}, "data") == run_dir("sft", {"lr": 1, "save_steps": 5}, "data")
     True
-    >>> run_dir("sft", "model", {"lr": 1}) == run_dir("sft", "model", {"lr": 2})
+    >>> run_dir("sft", {"lr": 1}, "data") == run_dir("sft", {"lr": 2}, "data")
     False
     """
-    key = hashlib.sha1(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    training = {k: v for k, v in settings.items() if k not in RESUME_SETTINGS}
+    key = hashlib.sha1(json.dumps([training, *inputs], sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{root}/{name}-{key}"
 
 
@@ -34,29 +72,21 @@ def prune_checkpoints(output_dir: str | Path, keep: int) -> list[Path]:
 
     ``keep <= 0`` keeps everything.
     """
-    if keep <= 0:
-        return []
-    doomed = _checkpoints(output_dir)[:-keep]
-    for path in doomed:
-        shutil.rmtree(path)
-    return doomed
+    return _delete(_checkpoints(output_dir)[:-keep]) if keep > 0 else []
 
 
 def remove_checkpoints(output_dir: str | Path) -> list[Path]:
     """Delete every ``checkpoint-<step>`` directory (training finished: no resume needed)."""
-    doomed = _checkpoints(output_dir)
-    for path in doomed:
-        shutil.rmtree(path)
-    return doomed
+    return _delete(_checkpoints(output_dir))
 
 
-def resume_point(trainer_dir: str | Path) -> str | None:
-    """The newest complete Hugging Face ``Trainer`` checkpoint in ``trainer_dir``, or None.
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The complete ``checkpoint-<step>`` directory with the highest step, or None.
 
-    A checkpoint without ``trainer_state.json`` (written last) was cut off by a kill: skipped.
+    A checkpoint without its state file (written last) was cut off by a kill: skipped.
     """
-    complete = [p for p in _checkpoints(trainer_dir) if (p / "trainer_state.json").exists()]
-    return str(complete[-1]) if complete else None
+    complete = [p for p in _checkpoints(output_dir) if (p / STATE_FILE).exists()]
+    return complete[-1] if complete else None
 
 
 def _checkpoints(output_dir: str | Path) -> list[Path]:
@@ -66,3 +96,9 @@ def _checkpoints(output_dir: str | Path) -> list[Path]:
         return []
     steps = {p: int(m.group(1)) for p in output_dir.iterdir() if (m := _CHECKPOINT_RE.match(p.name))}
     return sorted(steps, key=steps.get)
+
+
+def _delete(paths: list[Path]) -> list[Path]:
+    for path in paths:
+        shutil.rmtree(path)
+    return paths

@@ -6,17 +6,14 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from r2_write.training.checkpoints import remove_checkpoints, resume_point, run_dir
-
-# settings that do not change the trained model: a resumed run may change them
-_NOT_IN_KEY = {"output_dir", "save_steps", "save_total_limit", "cleanup_checkpoints"}
+from r2_write.training.checkpoints import CheckpointParams, hf_checkpoint_args, latest_checkpoint, remove_checkpoints, run_dir
 
 logger = logging.getLogger(__name__)
 
 
-class GRPOParams(BaseModel):
+class GRPOParams(CheckpointParams):
     """``params:grpo``: the TRL GRPOConfig fields we expose."""
 
     model_config = ConfigDict(extra="forbid")
@@ -33,10 +30,6 @@ class GRPOParams(BaseModel):
     bf16: bool = Field(False, description="bfloat16 mixed precision (GPU).")
     use_vllm: bool = Field(False, description="vLLM generation (GPU, TRL's vllm integration).")
     seed: int = Field(0, description="Training seed.")
-    save_steps: int = Field(0, ge=0, description="Checkpoint every N steps so a killed run resumes (0: only the final model).")
-    save_total_limit: int = Field(1, ge=1, description="Newest checkpoints kept on disk.")
-    cleanup_checkpoints: bool = Field(True, description="Delete the resume checkpoints once training finished (the final model stays).")
-    output_dir: str | None = Field(None, description="Checkpoint directory (default: one per configuration and data under data/06_models/checkpoints).")
 
 
 def train_grpo(
@@ -53,7 +46,7 @@ def train_grpo(
 
     if not prompts:
         raise ValueError("the RL set is empty: difficulty filtering kept no prompt")
-    out = Path(cfg.output_dir or run_dir("grpo", model_dir, cfg.model_dump(exclude=_NOT_IN_KEY), prompts, rubrics))
+    out = Path(cfg.output_dir or run_dir("grpo", cfg.model_dump(), model_dir, prompts, rubrics))
     args = GRPOConfig(
         output_dir=str(out / "trainer"),
         learning_rate=cfg.learning_rate,
@@ -69,16 +62,15 @@ def train_grpo(
         use_vllm=cfg.use_vllm,
         seed=cfg.seed,
         logging_steps=1,
-        save_strategy="steps" if cfg.save_steps else "no",
-        save_steps=cfg.save_steps or 500,
-        save_total_limit=cfg.save_total_limit,
+        **hf_checkpoint_args(cfg),
         report_to="none",
     )
     reward_fn.__name__ = getattr(reward_fn, "__name__", "rubric_reward")
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": p}], "rubrics": r} for p, r in zip(prompts, rubrics)])
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     trainer = GRPOTrainer(model=model_dir, reward_funcs=[reward_fn], args=args, train_dataset=data, processing_class=tokenizer)
-    trainer.train(resume_from_checkpoint=resume_point(args.output_dir))
+    checkpoint = latest_checkpoint(args.output_dir)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     final = out / "final"
     trainer.model.save_pretrained(final)
     tokenizer.save_pretrained(final)

@@ -13,10 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from r2_write.training.checkpoints import remove_checkpoints, resume_point, run_dir
-
-# settings that do not change the trained model: a resumed run may change them
-_NOT_IN_KEY = {"output_dir", "save_steps", "save_total_limit", "cleanup_checkpoints"}
+from r2_write.training.checkpoints import CheckpointParams, hf_checkpoint_args, latest_checkpoint, remove_checkpoints, run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +28,7 @@ class LoraParams(BaseModel):
     target_modules: list[str] | str = Field("all-linear", description="Modules to adapt.")
 
 
-class SFTParams(BaseModel):
+class SFTParams(CheckpointParams):
     """``params:sft``: the TRL SFTConfig fields we expose, with our defaults."""
 
     model_config = ConfigDict(extra="forbid")
@@ -46,10 +43,6 @@ class SFTParams(BaseModel):
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
     bf16: bool = Field(False, description="bfloat16 mixed precision (GPU).")
     seed: int = Field(0, description="Training seed.")
-    save_steps: int = Field(0, ge=0, description="Checkpoint every N steps so a killed run resumes (0: only the final model).")
-    save_total_limit: int = Field(1, ge=1, description="Newest checkpoints kept on disk.")
-    cleanup_checkpoints: bool = Field(True, description="Delete the resume checkpoints once training finished (the final model stays).")
-    output_dir: str | None = Field(None, description="Checkpoint directory (default: one per configuration and data under data/06_models/checkpoints).")
     lora: LoraParams = Field(default_factory=LoraParams)
 
 
@@ -84,7 +77,7 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
 
     if not prompts:
         raise ValueError("the SFT set is empty: no trajectory passed scoring; lower scoring.min_final_score or synthesize more prompts")
-    out = Path(cfg.output_dir or run_dir("sft", model_dir, cfg.model_dump(exclude=_NOT_IN_KEY), prompts, completions))
+    out = Path(cfg.output_dir or run_dir("sft", cfg.model_dump(), model_dir, prompts, completions))
     args = SFTConfig(
         output_dir=str(out / "trainer"),
         learning_rate=cfg.learning_rate,
@@ -98,9 +91,7 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
         bf16=cfg.bf16,
         seed=cfg.seed,
         logging_steps=1,
-        save_strategy="steps" if cfg.save_steps else "no",
-        save_steps=cfg.save_steps or 500,
-        save_total_limit=cfg.save_total_limit,
+        **hf_checkpoint_args(cfg),
         report_to="none",
         completion_only_loss=True,
         dataset_num_proc=None,
@@ -118,7 +109,8 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    trainer.train(resume_from_checkpoint=resume_point(args.output_dir))
+    checkpoint = latest_checkpoint(args.output_dir)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     model = trainer.model.merge_and_unload() if cfg.lora.enabled else trainer.model
     final = out / "final"
     model.save_pretrained(final)

@@ -41,7 +41,7 @@ def train_ppo_policy(
     params = dict(params)
     reward_cfg = build_dataclass(ProcessRewardConfig, params.pop("reward", {}), f"{variant}.reward")
     prompts = list(rl_set["prompt"])
-    cfg = build_dataclass(PPOConfig, {"output_dir": run_dir(variant, policy_model, params, prompts), **params}, variant)
+    cfg = build_dataclass(PPOConfig, {"output_dir": run_dir(variant, params, policy_model, prompts), **params}, variant)
     judge_ = judge_for(llm, judge)
     reward_fn = process_reward_fn(judge_score_fn(judge_, generic_rubric), reward_cfg)
     with NestedRunLogger(variant, params) as log:
