@@ -117,6 +117,60 @@ def split_thinking(text: str) -> tuple[str, str]:
     return text[:idx], text[idx + len(THINK_CLOSE) :].strip()
 
 
+_ORDER_RE = re.compile(r"(plan )?draft (reflection revision )*")
+
+
+def format_error(text: str) -> str | None:
+    """Why ``text`` is not a well-formed completion in this format, or None if it is.
+
+    Well-formed: ``<think>`` first, then an optional plan, a draft, and any number of
+    reflection->revision steps, each segment opened and closed once with nothing but
+    whitespace between segments, then ``</think>`` and a non-empty answer free of marker tags.
+    This is the rule the RL reward applies before judging anything.
+
+    >>> format_error(render(Trajectory([Segment("draft", "d")], answer="a"))) is None
+    True
+    >>> format_error("<think>\\n<draft>\\nd\\n</draft>\\n<revision>\\nv\\n</revision>\\n</think>\\na")
+    'segments out of order: draft revision (expected plan? draft (reflection revision)*)'
+    """
+    stripped = text.lstrip()
+    if not stripped.startswith(THINK_OPEN):
+        return "does not start with <think>"
+    close = stripped.find(THINK_CLOSE)
+    if close < 0:
+        return "no </think>"
+    think, answer = stripped[len(THINK_OPEN) : close], stripped[close + len(THINK_CLOSE) :]
+    kinds, open_kind, pos = [], None, 0
+    for m in _TAG_RE.finditer(think):
+        tag = m.group(0)
+        name, closing = tag.strip("</>"), tag.startswith("</")
+        between = think[pos : m.start()]
+        pos = m.end()
+        if open_kind is None and between.strip():
+            return "text outside segments"
+        if name == "think":
+            return "nested <think>"
+        if not closing and open_kind is not None:
+            return f"<{name}> inside <{open_kind}>"
+        if closing and open_kind != name:
+            return f"unbalanced </{name}>"
+        open_kind = None if closing else name
+        if closing:
+            kinds.append(name)
+    if open_kind is not None:
+        return f"unclosed <{open_kind}>"
+    if think[pos:].strip():
+        return "text outside segments"
+    order = "".join(k + " " for k in kinds)
+    if not _ORDER_RE.fullmatch(order):
+        return f"segments out of order: {order.strip() or 'none'} (expected plan? draft (reflection revision)*)"
+    if not answer.strip():
+        return "empty answer"
+    if _TAG_RE.search(answer):
+        return "marker tags in the answer"
+    return None
+
+
 def parse(text: str, strict: bool = True) -> Trajectory:
     """Parse a rendered trajectory back into segments.
 

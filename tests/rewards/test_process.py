@@ -7,8 +7,8 @@ from r2_write.rewards.process import (
     ProcessRewardConfig,
     outcome_reward_fn,
     process_reward_fn,
-    step_rewards,
     token_rewards,
+    version_rewards,
 )
 from r2_write.trajectory import Segment, Trajectory, render, segment_spans
 
@@ -43,57 +43,66 @@ class RecordingJudge:
         return [min(10.0, 1.0 + len(t.split())) for t in texts]
 
 
-def test_step_rewards_gain_redundant_and_worse():
-    cfg = ProcessRewardConfig(redundancy_penalty=0.2)
-    # +2 -> 2/9; no change -> -0.2; a drop -> -0.2; +9 -> 1 (clipped at 1 by construction)
-    assert step_rewards([4, 6, 7, 1], [6, 6, 5, 10], cfg) == pytest.approx([2 / 9, -0.2, -0.2, 1.0])
+def test_version_rewards_against_the_best_so_far():
+    cfg = ProcessRewardConfig(redundancy_penalty=0.2, step_cost=0.0, min_gain=0.0)
+    got = version_rewards([4, 6, 6, 5, 10], cfg)
+    assert [v.kind for v in got] == ["draft", "improved", "redundant", "worsened", "improved"]
+    assert [v.reward for v in got] == pytest.approx([3 / 9, 2 / 9, -0.2, -0.2, 4 / 9])  # 10 vs best 6, not vs 5
 
 
-def test_step_rewards_min_gain_and_length_mismatch():
-    cfg = ProcessRewardConfig(min_gain=1.0, redundancy_penalty=0.5)
-    assert step_rewards([4, 4], [5, 5.5], cfg) == pytest.approx([-0.5, 1.5 / 9])
-    with pytest.raises(ValueError, match="2 scores before but 1 after"):
-        step_rewards([1, 2], [3], cfg)
+def test_version_rewards_min_gain_cap_and_unscored_versions():
+    cfg = ProcessRewardConfig(min_gain=1.0, redundancy_penalty=0.5, step_cost=0.0, max_total_penalty=0.8)
+    got = version_rewards([4, 5, 6.5, None, 4], cfg)  # 6.5 beats the best so far (5) by 1.5
+    assert [v.kind for v in got] == ["draft", "redundant", "improved", "redundant", "worsened"]
+    assert [v.reward for v in got] == pytest.approx([3 / 9, -0.5, 1.5 / 9, -0.3, 0.0])  # penalties stop at 0.8
+    assert [v.kind for v in version_rewards([None, 8], cfg)] == ["draft", "no_draft"]
+    assert [v.kind for v in version_rewards([8, 9], cfg, has_draft=False)] == ["no_draft", "no_draft"]
 
 
 def test_config_validation():
     with pytest.raises(ValueError, match="process_weight"):
         ProcessRewardConfig(process_weight=-1)
+    with pytest.raises(ValueError, match="process_weight must be in \\[0, 1\\]"):
+        ProcessRewardConfig(process_weight=1.5)
+    with pytest.raises(ValueError, match="redundancy_penalty"):
+        ProcessRewardConfig(redundancy_penalty=-0.1)
     with pytest.raises(ValueError, match="score_max"):
         ProcessRewardConfig(score_min=5, score_max=5)
 
 
-def test_token_rewards_sit_on_step_ending_tokens(tokenizer):
+def test_token_rewards_sit_on_version_ending_tokens(tokenizer):
     text = render(TRAJECTORY)
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     offsets = [tuple(o) for o in offsets] + [(len(text), len(text))]  # + EOS, empty span
-    cfg = ProcessRewardConfig(process_weight=0.5, redundancy_penalty=0.2)
+    cfg = ProcessRewardConfig(process_weight=0.5)
+    result = process_reward_fn(RecordingJudge(), cfg)(["Write about the sea."], [text])[0]
 
-    rewards = token_rewards(text, offsets, outcome_score=7.0, step_scores=[(4.0, 6.0), (6.0, 6.0)], cfg=cfg)
+    rewards = token_rewards(offsets, result, cfg)
 
     assert len(rewards) == len(offsets)
-    revision_ends = [end for kind, _, end in segment_spans(text) if kind == "revision"]
-    step_tokens = [next(i for i, (s, e) in enumerate(offsets) if s < end <= e) for end in revision_ends]
-    for i in step_tokens:  # the token holding the ">" of "</revision>"
+    ends = [end for kind, _, end in segment_spans(text) if kind in ("draft", "revision")]
+    version_tokens = [next(i for i, (s, e) in enumerate(offsets) if s < end <= e) for end in ends]
+    for i in version_tokens:  # the token holding the ">" of "</draft>" / "</revision>"
         assert ">" in text[offsets[i][0] : offsets[i][1]]
-        assert text[: offsets[i][1]].rstrip().endswith("</revision>")
-    assert rewards[step_tokens[0]] == pytest.approx(0.5 * 2 / 9)
-    assert rewards[step_tokens[1]] == pytest.approx(0.5 * -0.2)
-    assert rewards[-1] == pytest.approx((7.0 - 1.0) / 9)  # normalised outcome on the last (EOS) token
-    others = [r for i, r in enumerate(rewards) if i not in (*step_tokens, len(rewards) - 1)]
+        assert text[: offsets[i][1]].rstrip().endswith(("</draft>", "</revision>"))
+    # scores 1 + words: draft 5, revision 9 (improved), revision 6 (worse than the best, 9)
+    assert [rewards[i] for i in version_tokens] == pytest.approx(
+        [0.5 * 4 / 9, 0.5 * (4 / 9 - cfg.step_cost), -0.5 * (cfg.redundancy_penalty + cfg.step_cost)]
+    )
+    assert rewards[-1] == pytest.approx((6.0 - 1.0) / 9)  # normalised outcome on the last (EOS) token
+    others = [r for i, r in enumerate(rewards) if i not in (*version_tokens, len(rewards) - 1)]
     assert others == [0.0] * len(others)
 
 
-def test_token_rewards_outcome_only_ablation_and_malformed_text():
-    offsets = [(0, 5), (5, 10)]
+def test_token_rewards_outcome_only_ablation_and_format_penalty():
     text = render(TRAJECTORY)
+    result = process_reward_fn(RecordingJudge())(["p"], [text])[0]
     no_process = ProcessRewardConfig(process_weight=0.0)
-    rewards = token_rewards(text, [(0, len(text))], 10.0, [(1, 9), (1, 9)], no_process)
-    assert rewards == [1.0]
-    # no <think> ... </think>: no steps, only the outcome
-    assert token_rewards("plain text", offsets, 1.0, [], ProcessRewardConfig()) == [0.0, 0.0]
-    with pytest.raises(ValueError, match="0 reflection->revision steps but 1"):
-        token_rewards("plain text", offsets, 5.0, [(1, 2)], ProcessRewardConfig())
+    assert token_rewards([(0, 10), (10, len(text))], result, no_process) == [0.0, pytest.approx(5 / 9)]
+    malformed = process_reward_fn(RecordingJudge())(["p"], ["plain text"])[0]
+    assert malformed["format_violation"] == "does not start with <think>"
+    assert token_rewards([(0, 5), (5, 10)], malformed, ProcessRewardConfig(format_penalty=0.7)) == [0.0, -0.7]
+    assert token_rewards([], result, no_process) == []
 
 
 def test_process_reward_fn_one_batched_judge_call_with_dedup():
@@ -104,26 +113,29 @@ def test_process_reward_fn_one_batched_judge_call_with_dedup():
 
     assert len(judge.calls) == 1
     prompts, texts, rubrics = judge.calls[0]
-    # completion 0: answer (== last revision), draft, revision 1; completion 1: its answer
+    # completion 0: answer (== last revision), draft, revision 1; completion 1 is malformed: not judged
     assert sorted(texts) == sorted(
-        ["The sea, restless slate, breathes.", "The sea is blue.", "The sea, a restless sheet of slate, breathes.",
-         "no thinking here at all"]
+        ["The sea, restless slate, breathes.", "The sea is blue.", "The sea, a restless sheet of slate, breathes."]
     )
-    assert rubrics[texts.index("no thinking here at all")] == "rubric-b"
+    assert set(rubrics) == {"rubric-a"}
     assert prompts[texts.index("The sea is blue.")] == "Write about the sea."
 
     first, second = out
-    assert first["step_scores"] == [(5.0, 9.0), (9.0, 6.0)]  # 1 + word counts
+    assert first["version_scores"] == [5.0, 9.0, 6.0]  # 1 + word counts
     assert first["outcome"] == 6.0
-    assert first["process"] == pytest.approx(4 / 9 - 0.2)
-    assert first["n_reflections"] == 2
-    assert second == {"outcome": 6.0, "step_scores": [], "process": 0, "n_reflections": 0}
+    cfg = ProcessRewardConfig()
+    assert first["process"] == pytest.approx(4 / 9 + 4 / 9 - cfg.step_cost - cfg.redundancy_penalty - cfg.step_cost)
+    assert (first["n_reflections"], first["n_steps"], first["n_improved"], first["n_redundant"], first["n_worsened"]) == (
+        2, 2, 1, 1, 1)
+    assert second["outcome"] is None and second["format_violation"] == "does not start with <think>"
 
 
-def test_process_reward_fn_empty_answer_scores_minimum_without_a_call():
+def test_process_reward_fn_malformed_completions_are_not_judged():
     judge = RecordingJudge()
-    out = process_reward_fn(judge)(["p"], ["<think>\n<draft>\nd\n</draft>\n</think>\n"])
-    assert out[0]["outcome"] == 1.0 and judge.calls == []
+    out = process_reward_fn(judge)(["p", "p"], ["<think>\n<draft>\nd\n</draft>\n</think>\n", render(TRAJECTORY)],
+                                   truncated=[False, True])
+    assert [o["format_violation"] for o in out] == ["empty answer", "truncated at max_new_tokens"]
+    assert judge.calls == []
 
 
 def test_outcome_reward_fn_strings_and_chat_messages():
@@ -131,6 +143,7 @@ def test_outcome_reward_fn_strings_and_chat_messages():
     fn = outcome_reward_fn(judge)
     text = render(TRAJECTORY)  # answer has 5 words -> score 6 -> (6-1)/9
     as_string = fn(prompts=["Write."], completions=[text])
+    assert fn(prompts=["Write."], completions=[text], truncated=[True]) == [-1.0]
     as_messages = fn(
         prompts=[[{"role": "system", "content": "s"}, {"role": "user", "content": "Write."}]],
         completions=[[{"role": "assistant", "content": text}]],

@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from r2_write.rewards.process import ProcessRewardConfig, token_rewards
+from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn, token_rewards
 from r2_write.rl.ppo import (
     PolicyWithValue,
     compute_gae,
@@ -192,11 +192,14 @@ def test_reward_placement_through_decoded_offsets(tokenizer):
     assert decoded == text and offsets[-1] == (len(text), len(text))
     assert all(decoded[s:e] == tokenizer.decode([t]) for t, (s, e) in zip(ids[:-1], offsets[:-1]))
 
-    rewards = token_rewards(decoded, offsets, 10.0, [(3.0, 6.0)], ProcessRewardConfig(process_weight=1.0))
-    end = [e for kind, _, e in segment_spans(text) if kind == "revision"][0]
-    step_token = next(i for i, (s, e) in enumerate(offsets) if s < end <= e)
-    assert rewards[step_token] == pytest.approx(3 / 9)
-    assert rewards[-1] == 1.0 and sum(rewards) == pytest.approx(1 + 3 / 9)
+    judge = lambda prompts, texts, rubrics: [3.0 if t == "Blue sea." else 6.0 for t in texts]  # noqa: E731
+    cfg = ProcessRewardConfig(process_weight=1.0, step_cost=0.0)
+    result = process_reward_fn(judge, cfg)(["p"], [decoded])[0]
+    rewards = token_rewards(offsets, result, cfg)
+    ends = [e for kind, _, e in segment_spans(text) if kind in ("draft", "revision")]
+    draft_token, step_token = (next(i for i, (s, e) in enumerate(offsets) if s < end <= e) for end in ends)
+    assert rewards[draft_token] == pytest.approx(2 / 9) and rewards[step_token] == pytest.approx(3 / 9)
+    assert rewards[-1] == pytest.approx(5 / 9) and sum(rewards) == pytest.approx(10 / 9)
 
 
 def _tiny_rollout(tiny_lm, tokenizer, prompts, cfg):
@@ -286,11 +289,13 @@ def test_real_ppo_update_changes_weights_and_lowers_loss(tokenizer):
 def fake_reward_fn(prompts, completions, rubrics=None, **kwargs):
     """Deterministic: outcome from the completion's length, no steps."""
     assert rubrics is None or len(rubrics) == len(completions)
-    return [{"outcome": 1.0 + len(c) % 10, "step_scores": [], "process": 0.0, "n_reflections": 0}
+    return [{"outcome": 1.0 + len(c) % 10, "format_violation": None, "rewards": [], "process": 0.0,
+             "n_reflections": 0, "n_steps": 0, "n_improved": 0, "n_redundant": 0, "n_worsened": 0}
             for c in completions]
 
 
-METRICS = {"reward/mean", "reward/outcome", "reward/process", "response/length_tokens", "response/reflections",
+METRICS = {"reward/mean", "reward/outcome", "reward/process", "reward/format_violations", "reward/redundant_frac",
+           "response/length_tokens", "response/reflections",
            "objective/kl", "losses/entropy", "losses/value_loss", "losses/clipfrac", "losses/policy_loss",
            "losses/approx_kl"}
 
@@ -303,7 +308,9 @@ def test_train_two_steps_writes_loadable_final_and_checkpoints(tiny_dir, tmp_pat
 
     assert [step for step, _ in logged] == [1, 2] and len(out["history"]) == 2
     assert METRICS <= set(out["history"][0])
-    assert all(math.isfinite(v) for v in out["history"][0].values())
+    no_steps = {"reward/steps_improved_frac", "reward/redundant_frac", "reward/steps_worsened_frac"}  # NaN: 0 steps
+    assert all(math.isfinite(v) for k, v in out["history"][0].items() if k not in no_steps)
+    assert all(math.isnan(out["history"][0][k]) for k in no_steps)
     final = AutoModelForCausalLM.from_pretrained(out["final_dir"])
     assert final.config.hidden_size == 32
     assert latest_checkpoint(cfg.output_dir).name == "checkpoint-2"

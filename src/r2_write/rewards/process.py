@@ -1,21 +1,52 @@
 """The R2-Write reward: outcome rubric score of the final answer + lambda x process reward.
 
-A completion is a thinking trajectory (see :mod:`r2_write.trajectory`). Its
-reflection->revision *steps* are judged by scoring the version before the step (the draft
-or the previous revision) and the version after it (the step's revision):
+A completion is a thinking trajectory (see :mod:`r2_write.trajectory`): a draft, then
+reflection->revision *steps*, then the final answer. The judge scores the draft and every
+revision (1-10); the process reward is measured against the **best version so far**:
 
-* a step that raises the score by more than ``min_gain`` earns ``clip(delta / 9, -1, 1)``
-  (``delta`` on the 1-10 judge scale, so a full-scale jump earns 1);
-* a step that does not (redundant) or that lowers the score earns ``-redundancy_penalty``.
+* the draft earns its normalised score ``n(s0) = (s0 - 1) / 9`` (the *anchor*, on the token
+  that closes ``</draft>``);
+* a step whose revision beats the best earlier version by more than ``min_gain`` earns
+  ``(s - best) / 9 - step_cost``;
+* any other step is redundant and earns ``-(redundancy_penalty + step_cost)``: one that does
+  not beat the best so far, one that lowers it, an empty revision or a revision equal (after
+  whitespace/case normalisation) to an earlier version (those two without a judge call), and
+  a step with no draft before it.
 
-The outcome is the judge score of the final answer (the text after ``</think>``),
-normalised to [0, 1] by ``(s - 1) / 9``. In PPO the rewards are *token-level*
-(:func:`token_rewards`): each step's reward, times ``process_weight``, sits on the token that
-ends the step's revision, and the outcome on the last token.
+Because gains are measured against the best so far, they telescope: the anchor plus all gains
+is ``n(best version) <= 1``, however the trajectory wanders (wreck-then-restore cycles earn only
+penalties), and lowering the draft to inflate the later gain earns nothing (the anchor falls by
+what the gain rises). Penalties stop after ``max_total_penalty``, so the process term lies in
+``[-max_total_penalty, 1]`` and, with ``process_weight <= 1``, never outweighs the outcome range.
 
-Two reward builders, both returning callables with the reward contract ``fn(prompts, completions, **kwargs)``:
+Reward of a completion (one formula)::
 
-* :func:`process_reward_fn` (PPO): one dict per completion with the outcome and step scores;
+    R = n(s_answer) + lambda * (n(s_0) + sum_k [gain_k > min_gain] (gain_k / 9 - c)
+                                     - sum_k [gain_k <= min_gain] (p + c))       (well-formed)
+    R = -format_penalty                                                          (otherwise)
+
+with ``gain_k = s_k - max(s_0..s_{k-1})``, ``c = step_cost``, ``p = redundancy_penalty``.
+A completion that is truncated at ``max_new_tokens``, lacks a closed ``<think>...</think>``,
+has unbalanced or misordered segment tags, text outside segments or an empty answer
+(:func:`r2_write.trajectory.format_error`) is never judged: it gets ``-format_penalty``.
+
+Is one more reflection worth it? At the defaults, with the paper's rates (55% of steps help,
+10% hurt, 35% change nothing) and a typical gain of 0.5 point, the expected process reward of
+one more step is positive, while a step that changes nothing is always negative:
+
+>>> print(reflection_value_table(ProcessRewardConfig()))
+step outcome        share  step reward  x lambda
+improved by 0.5      0.55      +0.0506   +0.0253
+unchanged            0.35      -0.0350   -0.0175
+worsened by 0.5      0.10      -0.0350   -0.0175
+expected (honest)              +0.0121   +0.0060
+redundant (no change)          -0.0350   -0.0175
+
+In PPO the rewards are *token-level* (:func:`token_rewards`): each version's reward, times
+``process_weight``, sits on the token that closes it, and the outcome (or the format penalty)
+on the last token. Two reward builders, both with the contract ``fn(prompts, completions, **kwargs)``:
+
+* :func:`process_reward_fn` (PPO): one dict per completion with the outcome and the placed rewards;
 * :func:`outcome_reward_fn` (TRL GRPO baseline): one float per completion.
 
 ``judge_fn(prompts, texts, rubrics) -> list[float]`` scores each text for its prompt on the
@@ -28,32 +59,46 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from r2_write.trajectory import parse, segment_spans, split_thinking
+from r2_write.trajectory import format_error, parse, segment_spans, split_thinking
 
 JudgeFn = Callable[[list[str], list[str], list[Any]], list[float]]
 
 
 @dataclass(frozen=True)
 class ProcessRewardConfig:
-    """How judge scores become rewards."""
+    """How judge scores become rewards (see the module docstring for the formula)."""
 
     process_weight: float = field(
-        default=0.5, metadata={"help": "Lambda: weight of the step rewards; 0 = outcome-only ablation."}
+        default=0.5, metadata={"help": "Lambda: weight of the process term, in [0, 1]; 0 = outcome-only ablation."}
     )
     min_gain: float = field(
-        default=0.0, metadata={"help": "A step must raise the score by more than this to count as a gain."}
+        default=0.25,
+        metadata={"help": "A revision must beat the best earlier version by more than this (1-10 scale) to count "
+                          "as a gain; the mean of five integer criteria moves in steps of 0.2."},
     )
     redundancy_penalty: float = field(
-        default=0.2, metadata={"help": "Reward (negated) of a step that does not raise the score."}
+        default=0.03, metadata={"help": "Penalty of a step that does not beat the best version so far."}
+    )
+    step_cost: float = field(
+        default=0.005, metadata={"help": "Cost of every step, so one real step beats the same gain split in many."}
+    )
+    max_total_penalty: float = field(
+        default=1.0, metadata={"help": "Penalties of one completion stop adding up at this total."}
+    )
+    format_penalty: float = field(
+        default=1.0,
+        metadata={"help": "Reward (negated) of a truncated or malformed completion, which is never judged."},
     )
     score_min: float = field(default=1.0, metadata={"help": "Lowest judge score (maps to outcome 0)."})
     score_max: float = field(default=10.0, metadata={"help": "Highest judge score (maps to outcome 1)."})
 
     def __post_init__(self) -> None:
-        if self.process_weight < 0:
-            raise ValueError(f"process_weight must be >= 0, got {self.process_weight}")
-        if self.redundancy_penalty < 0:
-            raise ValueError(f"redundancy_penalty must be >= 0, got {self.redundancy_penalty}")
+        if not 0 <= self.process_weight <= 1:
+            raise ValueError(f"process_weight must be in [0, 1] (the process term must not outweigh the "
+                             f"outcome), got {self.process_weight}")
+        for name in ("min_gain", "redundancy_penalty", "step_cost", "max_total_penalty", "format_penalty"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.score_max <= self.score_min:
             raise ValueError(f"score_max ({self.score_max}) must exceed score_min ({self.score_min})")
 
@@ -72,55 +117,96 @@ def normalise_score(score: float, cfg: ProcessRewardConfig) -> float:
     return min(1.0, max(0.0, (score - cfg.score_min) / cfg.score_span))
 
 
-def step_rewards(
-    scores_before: Sequence[float], scores_after: Sequence[float], cfg: ProcessRewardConfig
-) -> list[float]:
-    """Reward of each reflection->revision step from the judge scores around it.
+@dataclass(frozen=True)
+class VersionReward:
+    """The unweighted process reward of one version (the draft or a step's revision).
+
+    ``kind``: ``draft`` (the anchor), ``improved``, ``redundant`` (did not beat the best so
+    far, or was empty / a duplicate), ``worsened`` (scored below the best so far) or
+    ``no_draft`` (a step with no draft before it). ``gain`` is ``score - best so far``
+    (0 where there is none).
+    """
+
+    kind: str
+    gain: float
+    reward: float
+
+
+def version_rewards(
+    scores: Sequence[float | None], cfg: ProcessRewardConfig, has_draft: bool = True
+) -> list[VersionReward]:
+    """Process reward of each version against the best version before it.
 
     Args:
-        scores_before: Judge score (1-10) of the version each step starts from.
-        scores_after: Judge score of the step's revision.
+        scores: Judge score (1-10) of each version in order: the draft (if ``has_draft``),
+            then each step's revision; None for a version that is redundant without a judge
+            call (empty, or equal to an earlier version) or an empty draft.
         cfg: Reward configuration.
+        has_draft: Whether ``scores[0]`` is a draft (else every entry is a step).
 
     Returns:
-        One reward per step: ``clip(delta / span, -1, 1)`` when ``delta > min_gain``,
-        else ``-redundancy_penalty`` (unweighted; ``process_weight`` is applied later).
+        One :class:`VersionReward` per score.
 
-    >>> step_rewards([4, 6, 7], [6, 6, 5], ProcessRewardConfig())
-    [0.2222222222222222, -0.2, -0.2]
+    >>> [round(v.reward, 4) for v in version_rewards([6, 8, 5, 8, 8.5], ProcessRewardConfig())]
+    [0.5556, 0.2172, -0.035, -0.035, 0.0506]
     """
-    if len(scores_before) != len(scores_after):
-        raise ValueError(f"{len(scores_before)} scores before but {len(scores_after)} after")
-    rewards = []
-    for before, after in zip(scores_before, scores_after):
-        delta = after - before
-        if delta > cfg.min_gain:
-            rewards.append(min(1.0, max(-1.0, delta / cfg.score_span)))
+    out, best, penalty_left = [], None, cfg.max_total_penalty
+    for k, score in enumerate(scores):
+        if score is not None:  # a judge outside its scale must not break the bound
+            score = min(cfg.score_max, max(cfg.score_min, score))
+        if k == 0 and has_draft:
+            best = score
+            out.append(VersionReward("draft", 0.0, 0.0 if score is None else normalise_score(score, cfg)))
+            continue
+        gain = 0.0 if best is None or score is None else score - best
+        if best is None:
+            kind = "no_draft"
+        elif score is not None and gain > cfg.min_gain:
+            kind = "improved"
         else:
-            rewards.append(-cfg.redundancy_penalty)
-    return rewards
+            kind = "worsened" if gain < 0 else "redundant"
+        if kind == "improved":
+            reward = gain / cfg.score_span - cfg.step_cost
+        else:
+            reward = -(cfg.redundancy_penalty + cfg.step_cost)
+        if reward < 0:
+            reward = -min(-reward, penalty_left)
+            penalty_left += reward
+        if score is not None and kind != "no_draft":
+            best = max(best, score)
+        out.append(VersionReward(kind, gain, reward))
+    return out
 
 
-def step_end_offsets(text: str) -> list[int]:
-    """Character offset just past the ``</revision>`` that closes each reflection->revision step.
+def reflection_value_table(
+    cfg: ProcessRewardConfig, p_improved: float = 0.55, p_worsened: float = 0.10, gain: float = 0.5,
+    draft_score: float = 6.0,
+) -> str:
+    """Expected process reward of one more reflection->revision step, from :func:`version_rewards`.
 
-    The steps are those of ``parse(text, strict=False).steps()``: a completion that does not
-    start with ``<think>`` or never closes it has none.
+    Args:
+        cfg: Reward configuration.
+        p_improved: Share of steps that raise the score by ``gain`` (paper: > 55%).
+        p_worsened: Share that lower it by ``gain`` (paper: ~10%); the rest change nothing.
+        gain: Typical change of the mean criterion score (1-10 scale).
+        draft_score: Score of the version the step starts from.
 
-    >>> from r2_write.trajectory import Segment, Trajectory, render
-    >>> text = render(Trajectory([Segment("draft", "d"), Segment("reflection", "r"),
-    ...                           Segment("revision", "v")], answer="v"))
-    >>> [text[:end][-11:] for end in step_end_offsets(text)]
-    ['</revision>']
+    Returns:
+        A small table (see the module docstring).
     """
-    if not parse(text, strict=False).steps():
-        return []
-    spans = segment_spans(text)
-    return [
-        spans[i + 1][2]
-        for i in range(len(spans) - 1)
-        if spans[i][0] == "reflection" and spans[i + 1][0] == "revision"
-    ]
+    def step(after: float) -> float:
+        return version_rewards([draft_score, after], cfg)[1].reward
+
+    rows = [(f"improved by {gain:g}", p_improved, step(draft_score + gain)),
+            ("unchanged", 1 - p_improved - p_worsened, step(draft_score)),
+            (f"worsened by {gain:g}", p_worsened, step(draft_score - gain))]
+    expected = sum(p * r for _, p, r in rows)
+    lines = ["step outcome        share  step reward  x lambda"]
+    lines += [f"{name:<20}{p:>5.2f}{r:>+13.4f}{cfg.process_weight * r:>+10.4f}" for name, p, r in rows]
+    lines.append(f"{'expected (honest)':<25}{expected:>+13.4f}{cfg.process_weight * expected:>+10.4f}")
+    redundant = version_rewards([draft_score, None], cfg)[1].reward
+    lines.append(f"{'redundant (no change)':<25}{redundant:>+13.4f}{cfg.process_weight * redundant:>+10.4f}")
+    return "\n".join(lines)
 
 
 def _token_at(token_offsets: Sequence[tuple[int, int]], char_end: int) -> int:
@@ -131,42 +217,33 @@ def _token_at(token_offsets: Sequence[tuple[int, int]], char_end: int) -> int:
     return len(token_offsets) - 1
 
 
-def token_rewards(
-    text: str,
-    token_offsets: Sequence[tuple[int, int]],
-    outcome_score: float,
-    step_scores: Sequence[tuple[float, float]],
-    cfg: ProcessRewardConfig,
-) -> list[float]:
-    """Spread a completion's rewards over its tokens.
+def token_rewards(token_offsets: Sequence[tuple[int, int]], result: dict, cfg: ProcessRewardConfig) -> list[float]:
+    """Spread one completion's reward over its tokens.
 
     Args:
-        text: The completion text (as decoded from the response tokens).
-        token_offsets: ``(start, end)`` character span in ``text`` of each response token
-            (a special token such as EOS has an empty span at the end).
-        outcome_score: Judge score (1-10) of the final answer.
-        step_scores: ``(before, after)`` judge scores of each reflection->revision step.
-        cfg: Reward configuration.
+        token_offsets: ``(start, end)`` character span of each response token in the
+            completion text (a special token such as EOS has an empty span at the end).
+        result: The completion's entry from :func:`process_reward_fn`.
+        cfg: Reward configuration (``process_weight``, the score scale, ``format_penalty``).
 
     Returns:
-        One reward per token: ``process_weight * step_reward`` on the token that ends each
-        step's ``</revision>``, the normalised outcome added on the last token, 0 elsewhere.
+        One reward per token: ``process_weight`` x each version's reward on the token that
+        closes the version (``</draft>`` / ``</revision>``), plus the normalised outcome, or
+        ``-format_penalty`` for a malformed completion, on the last token; 0 elsewhere.
 
-    >>> cfg = ProcessRewardConfig(process_weight=0.5)
-    >>> token_rewards("abc", [(0, 1), (1, 2), (2, 3)], 10.0, [], cfg)
-    [0.0, 0.0, 1.0]
+    >>> token_rewards([(0, 1), (1, 2), (2, 3)], {"outcome": 10.0, "rewards": [(1, 0.5)]}, ProcessRewardConfig())
+    [0.25, 0.0, 1.0]
     """
     if not token_offsets:
         return []
     rewards = [0.0] * len(token_offsets)
-    ends = step_end_offsets(text)
-    if len(ends) != len(step_scores):
-        raise ValueError(f"text has {len(ends)} reflection->revision steps but {len(step_scores)} step scores")
-    if step_scores and cfg.process_weight:
-        before, after = zip(*step_scores)
-        for end, reward in zip(ends, step_rewards(before, after, cfg)):
+    if result.get("format_violation") or result["outcome"] is None:
+        rewards[-1] = -cfg.format_penalty
+        return rewards
+    if cfg.process_weight:
+        for end, reward in result["rewards"]:
             rewards[_token_at(token_offsets, end)] += cfg.process_weight * reward
-    rewards[-1] += normalise_score(outcome_score, cfg)
+    rewards[-1] += normalise_score(result["outcome"], cfg)
     return rewards
 
 
@@ -193,86 +270,107 @@ def _content(message: dict) -> str:
 
 
 def _judge_unique(
-    judge_fn: JudgeFn,
-    requests: list[tuple[int, str]],
-    prompts: list[str],
-    rubrics: list[Any],
-    cfg: ProcessRewardConfig,
+    judge_fn: JudgeFn, requests: list[tuple[int, str]], prompts: list[str], rubrics: list[Any]
 ) -> dict[tuple[int, str], float]:
-    """Score each distinct (prompt index, text) once, in one judge call; empty texts get score_min."""
-    todo = list(dict.fromkeys(r for r in requests if r[1].strip()))
-    scores = {r: cfg.score_min for r in requests if not r[1].strip()}
-    if todo:
-        got = judge_fn([prompts[i] for i, _ in todo], [t for _, t in todo], [rubrics[i] for i, _ in todo])
-        if len(got) != len(todo):
-            raise ValueError(f"judge_fn returned {len(got)} scores for {len(todo)} texts")
-        scores.update({r: float(s) for r, s in zip(todo, got)})
-    return scores
+    """Score each distinct (prompt index, text) once, in one judge call (texts are non-empty)."""
+    todo = list(dict.fromkeys(requests))
+    if not todo:
+        return {}
+    got = judge_fn([prompts[i] for i, _ in todo], [t for _, t in todo], [rubrics[i] for i, _ in todo])
+    if len(got) != len(todo):
+        raise ValueError(f"judge_fn returned {len(got)} scores for {len(todo)} texts")
+    return {r: float(s) for r, s in zip(todo, got)}
 
 
-def _steps_before_after(text: str) -> tuple[list[tuple[str, str]], int]:
-    """(version before, revision) of each step, and the number of reflections."""
-    traj = parse(text, strict=False)
-    pairs, current = [], ""
-    segs = traj.segments
-    for i, seg in enumerate(segs):
-        if seg.kind == "reflection" and i + 1 < len(segs) and segs[i + 1].kind == "revision":
-            pairs.append((current, segs[i + 1].text))
-        if seg.kind in ("draft", "revision"):
-            current = seg.text
-    return pairs, sum(s.kind == "reflection" for s in segs)
+def _normalised(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _versions(text: str) -> tuple[list[tuple[str, str, int]], int]:
+    """``(kind, text, end offset)`` of the draft and each revision of a well-formed completion, and its reflections."""
+    segments = [(seg.kind, seg.text, end) for seg, (_, _, end) in zip(parse(text).segments, segment_spans(text))]
+    versions = [s for s in segments if s[0] in ("draft", "revision")]
+    return versions, sum(kind == "reflection" for kind, _, _ in segments)
+
+
+def _violation(text: str, truncated: bool) -> str | None:
+    return "truncated at max_new_tokens" if truncated else format_error(text)
 
 
 def process_reward_fn(judge_fn: JudgeFn, cfg: ProcessRewardConfig | None = None) -> Callable[..., list[dict]]:
-    """Build the PPO reward: judge each completion's steps and final answer.
+    """Build the PPO reward: check the format, judge every version and the final answer.
 
-    The version before a step is the latest draft or revision preceding its reflection (the
-    ``Trajectory.versions()`` chain for a well-formed trajectory); the version after is the
-    step's revision. All judge calls of a batch go to ``judge_fn`` at once, each distinct
-    (prompt, text) once (a revision is the "after" of one step and the "before" of the next);
-    an empty text scores ``score_min`` without a call.
+    All judge calls of a batch go to ``judge_fn`` at once, each distinct (prompt, text) once
+    (a revision equal to the answer is one call). Empty revisions and revisions equal to an
+    earlier version (after whitespace/case normalisation) are redundant without a call; a
+    malformed or truncated completion is not judged at all.
 
     Args:
         judge_fn: ``judge_fn(prompts, texts, rubrics) -> list[float]`` (1-10 scores).
-        cfg: Reward configuration (for ``score_min`` on empty texts and the ``process`` sum).
+        cfg: Reward configuration.
 
     Returns:
-        ``fn(prompts, completions, rubrics=None, **kwargs) -> list[dict]``, one dict per
-        completion: ``outcome`` (judge score of the final answer, 1-10), ``step_scores``
-        (``[(before, after), ...]``), ``process`` (sum of unweighted step rewards) and
-        ``n_reflections``.
+        ``fn(prompts, completions, rubrics=None, truncated=None, **kwargs) -> list[dict]``, one
+        dict per completion: ``outcome`` (judge score of the final answer, or None),
+        ``format_violation`` (None or the reason), ``rewards`` (``[(char offset closing the
+        version, unweighted reward), ...]``), ``process`` (their sum), ``version_scores``,
+        ``n_reflections``, ``n_steps``, ``n_improved``, ``n_redundant`` (steps that did not beat
+        the best so far, including worsened ones) and ``n_worsened``.
 
     >>> fake_judge = lambda prompts, texts, rubrics: [min(10.0, len(t)) for t in texts]
-    >>> fn = process_reward_fn(fake_judge)
     >>> text = ("<think>\\n<draft>\\nab\\n</draft>\\n<reflection>\\nlonger\\n</reflection>\\n"
     ...         "<revision>\\nabcd\\n</revision>\\n</think>\\nabcd")
-    >>> fn(["Write."], [text])[0]
-    {'outcome': 4.0, 'step_scores': [(2.0, 4.0)], 'process': 0.2222222222222222, 'n_reflections': 1}
+    >>> res = process_reward_fn(fake_judge)(["Write."], [text])[0]
+    >>> res["outcome"], res["version_scores"], round(res["process"], 4), res["n_improved"]
+    (4.0, [2.0, 4.0], 0.3283, 1)
     """
     cfg = cfg or ProcessRewardConfig()
 
-    def process_reward(prompts: list[Any], completions: list[Any], rubrics: list[Any] | None = None, **kwargs):
+    def process_reward(prompts: list[Any], completions: list[Any], rubrics: list[Any] | None = None,
+                       truncated: Sequence[bool] | None = None, **kwargs):
         texts = [completion_text(c) for c in completions]
         prompt_strs = [prompt_text(p) for p in prompts]
         rubrics = list(rubrics) if rubrics is not None else [None] * len(texts)
-        parsed = [_steps_before_after(t) for t in texts]
+        truncated = list(truncated) if truncated is not None else [False] * len(texts)
+        violations = [_violation(t, bool(tr)) for t, tr in zip(texts, truncated)]
         answers = [split_thinking(t)[1] for t in texts]
-        requests = [(i, a) for i, a in enumerate(answers)]
-        for i, (pairs, _) in enumerate(parsed):
-            requests += [(i, v) for pair in pairs for v in pair]
-        scores = _judge_unique(judge_fn, requests, prompt_strs, rubrics, cfg)
+        plans, requests = [], []
+        for i, text in enumerate(texts):
+            if violations[i]:
+                plans.append(None)
+                continue
+            versions, n_reflections = _versions(text)
+            seen, judged = set(), []
+            for kind, version, _ in versions:
+                key = _normalised(version)
+                judged.append(bool(key) and key not in seen)
+                seen.add(key)
+            plans.append((versions, judged, n_reflections))
+            requests += [(i, answers[i])] + [(i, v) for (_, v, _), j in zip(versions, judged) if j]
+        scores = _judge_unique(judge_fn, requests, prompt_strs, rubrics)
         out = []
-        for i, (pairs, n_reflections) in enumerate(parsed):
-            step_scores = [(scores[(i, b)], scores[(i, a)]) for b, a in pairs]
-            rewards = step_rewards([b for b, _ in step_scores], [a for _, a in step_scores], cfg)
-            out.append(
-                {
-                    "outcome": scores[(i, answers[i])],
-                    "step_scores": step_scores,
-                    "process": float(sum(rewards)),
-                    "n_reflections": n_reflections,
-                }
-            )
+        for i, plan in enumerate(plans):
+            if plan is None:
+                out.append({"outcome": None, "format_violation": violations[i], "rewards": [], "process": 0.0,
+                            "version_scores": [], "n_reflections": texts[i].count("<reflection>"), "n_steps": 0,
+                            "n_improved": 0, "n_redundant": 0, "n_worsened": 0})
+                continue
+            versions, judged, n_reflections = plan
+            vscores = [scores[(i, v)] if j else None for (_, v, _), j in zip(versions, judged)]
+            vr = version_rewards(vscores, cfg, has_draft=versions[0][0] == "draft")
+            steps = [r for r in vr if r.kind != "draft"]
+            out.append({
+                "outcome": scores[(i, answers[i])],
+                "format_violation": None,
+                "rewards": [(end, r.reward) for (_, _, end), r in zip(versions, vr)],
+                "process": float(sum(r.reward for r in vr)),
+                "version_scores": vscores,
+                "n_reflections": n_reflections,
+                "n_steps": len(steps),
+                "n_improved": sum(r.kind == "improved" for r in steps),
+                "n_redundant": sum(r.kind != "improved" for r in steps),
+                "n_worsened": sum(r.kind == "worsened" for r in steps),
+            })
         return out
 
     return process_reward
@@ -281,26 +379,36 @@ def process_reward_fn(judge_fn: JudgeFn, cfg: ProcessRewardConfig | None = None)
 def outcome_reward_fn(judge_fn: JudgeFn, cfg: ProcessRewardConfig | None = None) -> Callable[..., list[float]]:
     """Build the sequence-level reward for TRL's GRPOTrainer (``reward_funcs=[...]``).
 
+    The same format rule as :func:`process_reward_fn`: a malformed or truncated completion is
+    not judged and gets ``-format_penalty``.
+
     Args:
         judge_fn: ``judge_fn(prompts, texts, rubrics) -> list[float]`` (1-10 scores).
-        cfg: Reward configuration (only the score scale is used).
+        cfg: Reward configuration (the score scale and ``format_penalty``).
 
     Returns:
-        ``outcome_reward(prompts, completions, rubrics=None, **kwargs) -> list[float]``: the
-        final answer's judge score normalised to [0, 1]; completions may be strings or lists of
-        chat messages, as TRL passes them.
+        ``outcome_reward(prompts, completions, rubrics=None, truncated=None, **kwargs) -> list[float]``:
+        the final answer's judge score normalised to [0, 1]; completions may be strings or
+        lists of chat messages, as TRL passes them.
 
     >>> fn = outcome_reward_fn(lambda prompts, texts, rubrics: [7.0] * len(texts))
-    >>> fn(prompts=["Write."], completions=[[{"role": "assistant", "content": "<think>x</think>Hi"}]])
+    >>> text = "<think>\\n<draft>\\nHi\\n</draft>\\n</think>\\nHi"
+    >>> fn(prompts=["Write."], completions=[[{"role": "assistant", "content": text}]])
     [0.6666666666666666]
+    >>> fn(prompts=["Write."], completions=["<think>x</think>Hi"])
+    [-1.0]
     """
     cfg = cfg or ProcessRewardConfig()
 
-    def outcome_reward(prompts: list[Any], completions: list[Any], rubrics: list[Any] | None = None, **kwargs):
-        answers = [split_thinking(completion_text(c))[1] for c in completions]
+    def outcome_reward(prompts: list[Any], completions: list[Any], rubrics: list[Any] | None = None,
+                       truncated: Sequence[bool] | None = None, **kwargs):
+        texts = [completion_text(c) for c in completions]
+        truncated = list(truncated) if truncated is not None else [False] * len(texts)
+        ok = [_violation(t, bool(tr)) is None for t, tr in zip(texts, truncated)]
+        answers = [split_thinking(t)[1] for t in texts]
         prompt_strs = [prompt_text(p) for p in prompts]
-        rubrics = list(rubrics) if rubrics is not None else [None] * len(answers)
-        scores = _judge_unique(judge_fn, list(enumerate(answers)), prompt_strs, rubrics, cfg)
-        return [normalise_score(scores[(i, a)], cfg) for i, a in enumerate(answers)]
+        rubrics = list(rubrics) if rubrics is not None else [None] * len(texts)
+        scores = _judge_unique(judge_fn, [(i, a) for i, a in enumerate(answers) if ok[i]], prompt_strs, rubrics)
+        return [normalise_score(scores[(i, a)], cfg) if ok[i] else -cfg.format_penalty for i, a in enumerate(answers)]
 
     return outcome_reward

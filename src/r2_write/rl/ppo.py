@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from r2_write.rewards.process import ProcessRewardConfig, normalise_score, step_rewards, token_rewards
+from r2_write.rewards.process import ProcessRewardConfig, normalise_score, token_rewards
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.utils import entropy_from_logits, logprobs_from_logits, masked_mean, masked_var, masked_whiten
 from r2_write.training.checkpoints import STATE_FILE, latest_checkpoint, prune_checkpoints, remove_checkpoints
@@ -321,14 +321,12 @@ def token_scores(rollout: Rollout, results: list[dict], reward_cfg: ProcessRewar
     """Per-token scores ``[B, Tr]`` from the reward function's per-completion results.
 
     Each row holds :func:`r2_write.rewards.process.token_rewards` of its completion: the
-    normalised outcome on the last response token, ``process_weight`` x step reward on each
-    step-ending token.
+    normalised outcome (or ``-format_penalty`` for a truncated or malformed completion) on the
+    last response token, ``process_weight`` x each version's reward on the token closing it.
     """
     scores = torch.zeros_like(rollout.logprobs)
     for i, res in enumerate(results):
-        row = token_rewards(
-            rollout.completions[i], rollout.token_offsets[i], res["outcome"], res["step_scores"], reward_cfg
-        )
+        row = token_rewards(rollout.token_offsets[i], res, reward_cfg)
         scores[i, : len(row)] = torch.tensor(row, dtype=scores.dtype)
     return scores
 
@@ -565,7 +563,7 @@ def train(
             frozen KL reference.
         prompts: Training prompts; each step takes ``cfg.prompts_per_step`` of them from a
             seeded shuffle (epoch after epoch), each sampled ``rollouts_per_prompt`` times.
-        reward_fn: ``reward_fn(prompts, completions, rubrics=...) -> list[dict]`` with
+        reward_fn: ``reward_fn(prompts, completions, rubrics=..., truncated=...) -> list[dict]`` with
             ``outcome`` and ``step_scores`` per completion, e.g.
             :func:`r2_write.rewards.process.process_reward_fn`.
         cfg: PPO hyperparameters.
@@ -618,7 +616,7 @@ def train(
         with accelerator.autocast():  # old logprobs at the precision the update will use
             ro = rollout(unwrapped, ref_model, tokenizer, batch_prompts, cfg, sampler=sampler)
         t1 = time.perf_counter()
-        results = reward_fn(batch_prompts, ro.completions, rubrics=batch_rubrics)
+        results = reward_fn(batch_prompts, ro.completions, rubrics=batch_rubrics, truncated=ro.truncated.tolist())
         scores = token_scores(ro, results, reward_cfg)
         t2 = time.perf_counter()
         rewards, kl = compute_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask, cfg.kl_coef)
@@ -675,22 +673,29 @@ def step_prompt_indices(n_prompts: int, step: int, cfg: PPOConfig) -> list[int]:
 
 
 def _step_metrics(ro, results, scores, rewards, kl, returns, reward_cfg, cfg) -> dict[str, float]:
-    """The per-step metrics (before averaging over processes)."""
+    """The per-step metrics (before averaging over processes).
+
+    Outcome metrics average the judged completions only (NaN when none was judged);
+    ``reward/format_violations`` counts the others, which carry ``-format_penalty``.
+    """
     mask = ro.response_mask
-    steps = [pair for res in results for pair in res["step_scores"]]
-    step_r = step_rewards([b for b, _ in steps], [a for _, a in steps], reward_cfg)
-    n_steps = max(1, len(steps))
+    judged = [r for r in results if r["outcome"] is not None]
+    n_steps = sum(r["n_steps"] for r in results)
     var_returns = masked_var(returns, mask)
     explained_var = 1 - masked_var(returns - ro.values, mask) / var_returns if var_returns > 0 else torch.tensor(0.0)
+    nan = float("nan")
     return {
         "reward/mean": scores.sum(1).mean().item(),
-        "reward/outcome": sum(normalise_score(r["outcome"], reward_cfg) for r in results) / len(results),
-        "reward/outcome_score": sum(r["outcome"] for r in results) / len(results),
+        "reward/outcome": sum(normalise_score(r["outcome"], reward_cfg) for r in judged) / len(judged) if judged else nan,
+        "reward/outcome_score": sum(r["outcome"] for r in judged) / len(judged) if judged else nan,
         "reward/process": sum(r["process"] for r in results) / len(results),
-        "reward/steps_improved_frac": sum(r > 0 for r in step_r) / n_steps,
-        "reward/steps_worsened_frac": sum(a < b for b, a in steps) / n_steps,
+        "reward/format_violations": float(len(results) - len(judged)),
+        "reward/steps_improved_frac": sum(r["n_improved"] for r in results) / n_steps if n_steps else nan,
+        "reward/redundant_frac": sum(r["n_redundant"] for r in results) / n_steps if n_steps else nan,
+        "reward/steps_worsened_frac": sum(r["n_worsened"] for r in results) / n_steps if n_steps else nan,
         "response/length_tokens": mask.sum(1).mean().item(),
         "response/reflections": sum(r["n_reflections"] for r in results) / len(results),
+        "response/steps": n_steps / len(results),
         "response/truncated_frac": ro.truncated.float().mean().item(),
         "objective/kl": kl.sum(1).mean().item(),
         "objective/non_score_reward": (-cfg.kl_coef * kl).sum(1).mean().item(),
