@@ -76,6 +76,18 @@ class Trajectory:
         """Return the successive full texts: the first draft, then each revision."""
         return [s.text for s in self.segments if s.kind in ("draft", "revision")]
 
+    def up_to_version(self, k: int) -> Trajectory:
+        """The trajectory cut after its ``k``-th version (0 = the draft), which becomes the answer.
+
+        >>> t = Trajectory([Segment("draft", "d"), Segment("reflection", "r"), Segment("revision", "v")], "v")
+        >>> t.up_to_version(0)
+        Trajectory(segments=[Segment(kind='draft', text='d')], answer='d')
+        """
+        ends = [i for i, s in enumerate(self.segments) if s.kind in ("draft", "revision")]
+        if not 0 <= k < len(ends):
+            raise IndexError(f"version {k} of a trajectory with {len(ends)} versions")
+        return Trajectory(self.segments[: ends[k] + 1], answer=self.segments[ends[k]].text)
+
 
 _TAG_RE = re.compile(r"</?(?:think|plan|draft|reflection|revision)>")
 

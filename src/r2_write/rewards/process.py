@@ -178,6 +178,19 @@ def version_rewards(
     return out
 
 
+def last_useful_version(scores: Sequence[float | None], cfg: ProcessRewardConfig) -> int:
+    """Index of the last version that is the draft or an improving step (what SFT data should end at).
+
+    Steps after it are redundant by :func:`version_rewards`: a trajectory cut there teaches
+    only reflections that the process reward pays for.
+
+    >>> last_useful_version([5, 7, 7.1, 6], ProcessRewardConfig())
+    1
+    """
+    kinds = [v.kind for v in version_rewards(scores, cfg)]
+    return max(i for i, kind in enumerate(kinds) if kind in ("draft", "improved")) if kinds else 0
+
+
 def reflection_value_table(
     cfg: ProcessRewardConfig, p_improved: float = 0.55, p_worsened: float = 0.10, gain: float = 0.5,
     draft_score: float = 6.0,

@@ -10,7 +10,8 @@ from kedro.runner import SequentialRunner
 
 from r2_write.data_io import DataOverlapError
 from r2_write.pipelines.scoring import create_pipeline
-from r2_write.pipelines.scoring.nodes import build_sft_set, check_dataset_disjointness
+from r2_write.pipelines.scoring.nodes import build_sft_set, check_dataset_disjointness, trim_redundant_steps
+from r2_write.trajectory import Segment, Trajectory, parse, render
 from tests.pipelines.conftest import memory_catalog
 
 
@@ -20,6 +21,13 @@ def _criteria(project_params) -> str:
     return json.dumps([c.to_row() for c in generic_rubric(project_params["generic_rubric"])])
 
 
+def _steps(draft: str, *revisions: str) -> str:
+    segments = [Segment("draft", draft)]
+    for r in revisions:
+        segments += [Segment("reflection", f"The draft lacks {r}."), Segment("revision", r)]
+    return render(Trajectory(segments, answer=revisions[-1] if revisions else draft))
+
+
 def _trajectories(crit: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -27,14 +35,29 @@ def _trajectories(crit: str) -> pd.DataFrame:
             "domain": ["Education"] * 3,
             "language": ["en"] * 3,
             "prompt": ["Explain tides.", "Write a memo.", "Write a poem."],
-            "trajectory": ["<think>\n</think>\nA1", "<think>\n</think>\nA2", "<think>\n</think>\nA3"],
+            "trajectory": [_steps("D1", "A1"), _steps("A2", "R2"), _steps("D3", "A3", "R3")],
             "final_answer": ["A1", "A2", "A3"],
             "criteria": [crit] * 3,
+            "version_scores": [[4.0, 7.0], [6.0, 6.0], [5.0, 5.5, 5.0]],
             "first_score": [4.0, 6.0, 5.0],
             "final_score": [7.0, 6.0, 5.5],
-            "n_steps": [1, 1, 1],
+            "n_steps": [1, 1, 2],
         }
     )
+
+
+def test_trailing_redundant_steps_are_cut_before_sft():
+    trimmed, metrics = trim_redundant_steps(_trajectories("[]"), {"min_gain": 0.25})
+    # p1 improved (kept whole); p2's only step changed nothing; p3: +0.5 then -0.5 -> cut after the first
+    assert list(trimmed["steps_cut"]) == [0, 1, 1] and list(trimmed["n_steps"]) == [1, 0, 1]
+    assert list(trimmed["final_answer"]) == ["A1", "A2", "A3"]
+    assert list(trimmed["final_score"]) == [7.0, 6.0, 5.5]
+    for text, answer in zip(trimmed["trajectory"], trimmed["final_answer"]):
+        traj = parse(text)
+        assert traj.answer == answer == traj.versions()[-1]  # every example ends at its answer
+    assert "R3" not in trimmed.loc[2, "trajectory"] and "R2" not in trimmed.loc[1, "trajectory"]
+    assert metrics["scoring/steps_cut"]["value"] == 2.0 and metrics["scoring/trajectories_trimmed"]["value"] == 2.0
+    assert list(trim_redundant_steps(_trajectories("[]"), {"min_gain": 0.6})[0]["steps_cut"]) == [0, 1, 2]
 
 
 def _eval_sets():
@@ -88,6 +111,7 @@ def test_scoring_pipeline(project_params, llm_params, fake_llm):
             "params:llm": llm_params,
             "params:judge": {**project_params["judge"], "mode": "generate"},
             "params:scoring": {"min_final_score": 5.0, "require_improvement": True},
+            "params:ppo.reward": {"min_gain": 0.25},
         },
         keep=("scoring.sft_set", "scoring.rl_set", "scoring.summary", "scoring.disjointness"),
     )
@@ -100,3 +124,6 @@ def test_scoring_pipeline(project_params, llm_params, fake_llm):
     assert catalog.load("scoring.disjointness")["disjoint"].all()
     metrics = catalog.load("scoring_metrics")
     assert metrics["datasets/sft_examples"]["value"] == 2.0 and metrics["datasets/rl_prompts"]["value"] == 1.0
+    assert metrics["datasets/sft_steps_cut"]["value"] == 1.0  # p3's trailing step
+    assert summary[("sft", "redundant_steps_cut")] == 1
+    assert catalog.load("scoring_trim_metrics")["scoring/steps_cut"]["value"] == 2.0

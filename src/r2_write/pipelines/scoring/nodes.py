@@ -8,12 +8,14 @@ import logging
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from r2_write.config import parse_params
+from r2_write.config import build_dataclass, parse_params
 from r2_write.data_io import DataOverlapError, check_disjoint
 from r2_write.judge.judge import mean_score
+from r2_write.rewards.process import ProcessRewardConfig, last_useful_version
 from r2_write.roles import judge_for
 from r2_write.rubrics.table import criteria_of
 from r2_write.tracking import mlflow_metrics
+from r2_write.trajectory import parse, render
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,37 @@ class ScoringParams(BaseModel):
     min_final_score: float = Field(6.0, ge=1, le=10, description="SFT keeps trajectories whose final answer scores at least this.")
     require_improvement: bool = Field(True, description="SFT keeps only trajectories whose revisions beat the first draft.")
     min_improvement: float = Field(0.0, ge=0, description="How much the final answer must beat the first draft by.")
+
+
+def trim_redundant_steps(trajectories: pd.DataFrame, reward: dict) -> tuple[pd.DataFrame, dict]:
+    """Cut each trajectory after its last useful version, so SFT never teaches a redundant step.
+
+    Synthesis appends a reflection/revision before judging it and stops when it did not help,
+    so an early-stopped trajectory ends in a step the process reward penalises. Trailing steps
+    that do not beat the best earlier version by more than ``ppo.reward.min_gain``
+    (:func:`r2_write.rewards.process.last_useful_version`) are dropped; the last kept version
+    becomes the answer. ``synthesis.steps`` keeps every step for analysis.
+
+    Args:
+        trajectories: ``synthesis.trajectories`` (``trajectory``, ``version_scores``, ...).
+        reward: ``params:ppo.reward`` (the process reward's settings).
+
+    Returns:
+        (trajectories with the cut applied and a ``steps_cut`` column, metrics).
+    """
+    cfg = build_dataclass(ProcessRewardConfig, reward, "ppo.reward")
+    cols = ["trajectory", "final_answer", "final_score", "n_steps", "steps_cut"]
+    rows = []
+    for r in trajectories.itertuples():
+        scores = [None if pd.isna(x) else float(x) for x in r.version_scores]
+        keep = last_useful_version(scores, cfg) if scores and scores[0] is not None else 0
+        cut = parse(r.trajectory).up_to_version(keep)
+        rows.append((render(cut), cut.answer, scores[keep] if scores else None, keep, r.n_steps - keep))
+    out = trajectories.copy()
+    out[cols] = pd.DataFrame(rows, columns=cols, index=trajectories.index).astype({"final_score": float})
+    steps_cut, trimmed = int(out["steps_cut"].sum()), int((out["steps_cut"] > 0).sum())
+    logger.info("trimmed %d trailing redundant steps from %d of %d trajectories", steps_cut, trimmed, len(out))
+    return out, mlflow_metrics({"scoring/steps_cut": float(steps_cut), "scoring/trajectories_trimmed": float(trimmed)})
 
 
 def score_final_answers(trajectories: pd.DataFrame, llm: dict, judge: dict) -> tuple[pd.DataFrame, dict]:
@@ -71,7 +104,9 @@ def build_sft_set(scored: pd.DataFrame, params: dict) -> tuple[pd.DataFrame, pd.
         return "kept"
 
     table = scored.assign(reason=[reason(r) for r in scored.itertuples()] if len(scored) else [])
-    cols = ["id", "domain", "language", "prompt", "trajectory", "final_answer", "criteria", "first_score", "final_score", "answer_score", "n_steps"]
+    cols = ["id", "domain", "language", "prompt", "trajectory", "final_answer", "criteria", "first_score", "final_score", "answer_score", "n_steps", "steps_cut"]
+    if "steps_cut" not in table:
+        table = table.assign(steps_cut=0)
     kept = table[table["reason"] == "kept"][cols].rename(columns={"trajectory": "completion"}).reset_index(drop=True)
     rejected = table[table["reason"] != "kept"][["id", "domain", "reason", "first_score", "final_score", "answer_score"]].reset_index(drop=True)
     logger.info("SFT set: %d kept, %d rejected %s", len(kept), len(rejected), rejected["reason"].value_counts().to_dict())
@@ -143,7 +178,12 @@ def summarize_datasets(sft_set: pd.DataFrame, sft_rejected: pd.DataFrame, rl_set
     ]
     table = pd.concat([p[["set", "domain", "reason"]] for p in parts], ignore_index=True)
     summary = table.groupby(["set", "domain", "reason"]).size().rename("count").reset_index()
-    metrics = {"datasets/sft_examples": float(len(sft_set)), "datasets/rl_prompts": float(len(rl_set))}
+    metrics = {"datasets/sft_examples": float(len(sft_set)), "datasets/rl_prompts": float(len(rl_set)),
+               "datasets/sft_steps_cut": float(sft_set["steps_cut"].sum()) if "steps_cut" in sft_set else 0.0}
+    if "steps_cut" in sft_set and len(sft_set):  # trailing redundant steps cut from the kept examples, per domain
+        cut = sft_set.groupby("domain")["steps_cut"].sum().rename("count").reset_index()
+        summary = pd.concat([summary, cut.assign(set="sft", reason="redundant_steps_cut")[summary.columns]],
+                            ignore_index=True)
     for (s, r), n in table.groupby(["set", "reason"]).size().items():
         metrics[f"datasets/{s}_{r}"] = float(n)
     for (s, d), n in table[table["reason"] == "kept"].groupby(["set", "domain"]).size().items():

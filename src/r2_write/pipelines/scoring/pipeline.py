@@ -2,15 +2,28 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import build_rl_set, build_sft_set, check_dataset_disjointness, score_final_answers, summarize_datasets
+from .nodes import (
+    build_rl_set,
+    build_sft_set,
+    check_dataset_disjointness,
+    score_final_answers,
+    summarize_datasets,
+    trim_redundant_steps,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
+                trim_redundant_steps,
+                inputs=["synthesis.trajectories", "params:ppo.reward"],
+                outputs=["scoring.trimmed", "scoring_trim_metrics"],
+                name="trim_redundant_steps_node",
+            ),
+            Node(
                 score_final_answers,
-                inputs=["synthesis.trajectories", "params:llm", "params:judge"],
+                inputs=["scoring.trimmed", "params:llm", "params:judge"],
                 outputs=["scoring.trajectories", "scoring_call_metrics"],
                 name="score_final_answers_node",
             ),
