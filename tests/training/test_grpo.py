@@ -9,10 +9,13 @@ from pydantic import ValidationError
 from r2_write.training.grpo import GRPOParams, train_grpo
 
 PROMPTS = ["Write a haiku.", "Write a memo."]
+TRUNCATED: list[bool] = []
 
 
 def length_reward(prompts, completions, rubrics=None, **kwargs):
     assert rubrics == ["r"] * len(completions)  # the dataset column reaches the reward
+    assert len(kwargs["truncated"]) == len(completions)  # which completions hit max_completion_length
+    TRUNCATED.extend(kwargs["truncated"])
     return [len(c[0]["content"]) / 100 for c in completions]
 
 
@@ -28,6 +31,7 @@ def test_params_validate_group_size():
 
 def test_trains_checkpoints_and_resumes_after_a_kill(tiny_model_dir, tmp_path):
     final, history = train_grpo(tiny_model_dir, PROMPTS, ["r", "r"], length_reward, _cfg(tmp_path))
+    assert any(TRUNCATED)  # a random tiny model rarely stops within 8 tokens
     assert (tmp_path / "final" / "config.json").exists()
     assert len(history) == 2 and all("reward" in h for h in history)
 

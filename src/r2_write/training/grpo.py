@@ -35,7 +35,7 @@ class GRPOParams(CheckpointParams):
 def train_grpo(
     model_dir: str, prompts: list[str], rubrics: list[str], reward_fn: Callable, cfg: GRPOParams
 ) -> tuple[str, list[dict]]:
-    """Train ``model_dir`` with GRPO; ``reward_fn(prompts, completions, rubrics=...) -> list[float]``.
+    """Train ``model_dir`` with GRPO; ``reward_fn(prompts, completions, rubrics=..., truncated=...) -> list[float]``.
 
     Returns:
         (directory of the saved model, the trainer's per-step log history).
@@ -65,10 +65,16 @@ def train_grpo(
         **hf_checkpoint_args(cfg),
         report_to="none",
     )
-    reward_fn.__name__ = getattr(reward_fn, "__name__", "rubric_reward")
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": p}], "rubrics": r} for p, r in zip(prompts, rubrics)])
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-    trainer = GRPOTrainer(model=model_dir, reward_funcs=[reward_fn], args=args, train_dataset=data, processing_class=tokenizer)
+    ends = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+
+    def rubric_reward(prompts, completions, completion_ids=None, **kwargs):
+        """``reward_fn`` told which completions hit max_completion_length (TRL's own truncation rule)."""
+        truncated = None if completion_ids is None else [not ids or ids[-1] not in ends for ids in completion_ids]
+        return reward_fn(prompts, completions, truncated=truncated, **kwargs)
+
+    trainer = GRPOTrainer(model=model_dir, reward_funcs=[rubric_reward], args=args, train_dataset=data, processing_class=tokenizer)
     checkpoint = latest_checkpoint(args.output_dir)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     final = out / "final"
