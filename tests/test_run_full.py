@@ -54,8 +54,12 @@ def test_full_default_run(project, project_root):  # noqa: F811
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags][-1]
     assert parent.info.status == "FINISHED"
     assert "synthesis/steps" in parent.data.metrics and "datasets/sft_examples" in parent.data.metrics
+    assert "datasets/sft_steps_cut" in parent.data.metrics and "scoring/steps_cut" in parent.data.metrics
     nested = {r.data.tags.get("mlflow.runName") for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert {f"{stage}/{v}" for v in ("ppo", "ppo_outcome", "grpo") for stage in ("train", "eval")} | {"eval/base", "eval/sft"} == nested
     ppo_runs = [r for r in runs if r.data.tags.get("mlflow.runName") in ("train/ppo", "train/ppo_outcome")]
     assert len(ppo_runs) == 2
     assert len({frozenset(k for k in r.data.metrics if k.startswith(("reward/", "response/"))) for r in ppo_runs}) == 1
+    for r in ppo_runs:  # 8 tokens cannot hold a trajectory: every rollout is truncated and penalised, never judged
+        assert r.data.metrics["reward/format_violations"] == 1.0
+        assert r.data.metrics["reward/mean"] < 0
