@@ -54,6 +54,13 @@ def project(tmp_path_factory, project_root, embedded_model_dir) -> Path:
 
 
 def kedro(project: Path, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    proc = command(project, [KEDRO, *args], timeout)
+    assert proc.returncode == 0, f"kedro {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def command(project: Path, argv: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
+    """Run ``argv`` in the project copy with the test environment; the caller checks the result."""
     env = {
         **os.environ,
         "KEDRO_DISABLE_TELEMETRY": "true",
@@ -66,9 +73,7 @@ def kedro(project: Path, *args: str, timeout: int = 240) -> subprocess.Completed
         "MLFLOW_TRACKING_URI": "",  # the project's conf/base/mlflow.yml decides
         "COLUMNS": "200",
     }
-    proc = subprocess.run([KEDRO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"kedro {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
+    return subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def mlflow_runs(project: Path) -> list:
@@ -139,3 +144,16 @@ def test_viz_build_contains_synthesis_nodes(project):
         assert node in by_name, f"{node} missing from the viz build"
         assert by_name[node]["type"] == "task" and "synthesis" in by_name[node]["pipelines"]
     assert by_name["synthesis.trajectories"]["layer"] == "primary"
+
+
+def test_python_m_r2_write_is_kedro_run(first_runs):
+    """``python -m r2_write`` (what ``accelerate launch -m r2_write`` runs) is the project's ``kedro run``."""
+    project = first_runs
+    ok = command(project, [sys.executable, "-m", "r2_write", "--pipelines", "rubrics", "--params", RUBRICS_PARAMS])
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert len(_versions(project / "data/02_intermediate/rubrics/accepted.parquet")) == 2  # a second rubrics run
+    bad = command(project, [sys.executable, "-m", "r2_write", "--pipelines", "rubrics", "--params",
+                            "rubrics.num_prompts_per_pool=0"])
+    out = bad.stdout + bad.stderr
+    error = out[out.index("Error: ConfigError:"):]  # the message, without a traceback
+    assert bad.returncode == 1 and "'rubrics.num_prompts_per_pool'" in error and "Traceback" not in out

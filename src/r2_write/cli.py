@@ -47,7 +47,10 @@ def cli() -> None:
     """r2-write project commands."""
 
 
-cli.add_command(_UserErrorCommand(
+# a module attribute too: ``python -m r2_write`` (and ``accelerate launch -m r2_write``) runs
+# ``<package>.cli.run`` through Kedro's ``find_run_command``.
+run = _UserErrorCommand(
     name="run", params=kedro_run.params, callback=kedro_run.callback, help=kedro_run.help,
     context_settings=kedro_run.context_settings,
-))
+)
+cli.add_command(run)
