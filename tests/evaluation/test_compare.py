@@ -94,3 +94,20 @@ def test_reflection_effects_table_hand_computed():
     assert t.loc["All", "raised_share"] == pytest.approx(3 / 5)
     assert (t["paper_raised_share"] == 0.55).all() and (t["paper_lowered_share"] == 0.10).all()
     assert isinstance(reflection_effects_chart(t.reset_index()), Figure)
+
+
+def test_markdown_marks_truncated_and_degenerate_cells():
+    from r2_write.evaluation.compare import MARK_DEGENERATE, MARK_TRUNCATED, comparison_marks
+
+    drg = {**DRG, "kpr": 100.0, "n_key_points": 8, "all_supported": True, "n_truncated": 0, "n_queries_unlabelled": 1}
+    responses = pd.DataFrame({"response": ["a"], "response_tokens": [1], "error": [None]})
+    base = variant_metrics({**WB, "n_truncated": 2}, drg, responses)
+    assert base["kpr_degenerate_judge"] == 1.0 and base["judged_truncated"] == 2.0 and base["drg_queries_unlabelled"] == 1.0
+    sft = variant_metrics({**WB, "n_truncated": 0}, {**DRG, "n_key_points": 8}, responses)
+    assert sft["kpr_degenerate_judge"] == 0.0 and sft["judged_truncated"] == 0.0
+    table = comparison_table([pd.DataFrame([{"variant": "base", **base}]), pd.DataFrame([{"variant": "sft", **sft}])])
+    marks, notes = comparison_marks(table)
+    assert marks[(0, "writingbench_overall")] == MARK_TRUNCATED and marks[(0, "kpr")] == MARK_DEGENERATE
+    assert not any(row == 1 for row, _ in marks) and len(notes) == 2
+    md = to_markdown(table[["variant", "writingbench_overall", "kpr"]], marks=marks)
+    assert f"| base | 70.0 {MARK_TRUNCATED} | 100.0 {MARK_DEGENERATE} |" in md and "| sft | 70.0 | 40.0 |" in md

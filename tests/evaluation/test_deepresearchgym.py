@@ -261,3 +261,24 @@ def test_aggregate_drg_rejects_unknown_labels_and_handles_empty():
         aggregate_drg(pd.DataFrame({"id": ["q"], "point_number": [1], "label": ["Partly"]}), pd.DataFrame(columns=["id", "criterion", "rating"]))
     r = aggregate_drg(pd.DataFrame(columns=["id", "point_number", "label"]), pd.DataFrame(columns=["id", "criterion", "rating"]))
     assert math.isnan(r["kpr"]) and math.isnan(r["quality_overall"]) and r["n_queries"] == 0
+
+
+def test_query_with_no_labelled_key_point_is_unlabelled_not_0_or_100():
+    labels = pd.DataFrame(
+        [("q1", 1, "Supported"), ("q1", 2, "Omitted"), ("q2", 1, None), ("q2", 2, None)], columns=["id", "point_number", "label"]
+    )
+    quality = pd.DataFrame(columns=["id", "criterion", "rating"])
+    r = aggregate_drg(labels, quality)
+    assert r["kpr"] == 50.0 and r["n_queries"] == 1 and r["n_queries_unlabelled"] == 1 and r["n_unlabelled"] == 2
+    assert not r["all_supported"]
+    every = aggregate_drg(labels.assign(label=None), quality)  # every key point failed: no KPR at all
+    assert math.isnan(every["kpr"]) and math.isnan(every["kpc"]) and every["n_queries_unlabelled"] == 2
+
+
+def test_all_supported_flags_a_degenerate_judge():
+    labels = pd.DataFrame([("q1", 1, "Supported"), ("q1", 2, "Supported"), ("q2", 1, "Supported"), ("q2", 2, None)],
+                          columns=["id", "point_number", "label"])
+    quality = pd.DataFrame(columns=["id", "criterion", "rating"])
+    assert aggregate_drg(labels, quality)["all_supported"]
+    assert not aggregate_drg(labels.head(1), quality)["all_supported"]  # one key point says nothing
+    assert not aggregate_drg(labels.replace({"label": {"Supported": "Omitted"}}).head(1), quality)["all_supported"]

@@ -71,6 +71,7 @@ def test_never_parsing_gives_none_not_zero(fake_client):
         "synthesis/judge/items": 2.0,
         "synthesis/judge/parse_failures": 4.0,
         "synthesis/judge/failed_items": 2.0,
+        "synthesis/judge/truncated": 0.0,
     }
 
 
@@ -157,3 +158,59 @@ def test_probability_mode_on_embedded_model(embedded_client):
     assert alone[0].score == pytest.approx(batch[0].score, abs=1e-3)
     assert batch[0].reason in _criterion().bands.values()
     assert judge.stats.failed_items == 0
+
+
+def test_whole_response_judged_by_default_and_cuts_counted(fake_client):
+    """No judge context limit by default: a 30,000-character answer reaches the judge whole."""
+    long = "filler sentence. " * 1800 + "THE END"
+    assert len(long) > 30_000
+    seen = []
+    fake_client.backend.respond = lambda conv, s: seen.append(user_text(conv)) or '{"score": 7, "reason": "r"}'
+    judge = RubricJudge(fake_client, JudgeConfig(mode="generate"))
+    (result,) = judge.score([JudgeItem("q", long, _criterion())])
+    assert "THE END" in seen[-1] and not result.truncated
+    assert judge.stats.truncated == 0
+
+    cut = RubricJudge(fake_client, JudgeConfig(mode="generate", max_judged_chars=12_000))
+    results = cut.score([JudgeItem("q", long, _criterion()), JudgeItem("q", "short", _criterion())])
+    assert "THE END" not in seen[-2] and [r.truncated for r in results] == [True, False]
+    assert cut.stats.truncated == 1 and cut.stats.as_metrics("x")["x/truncated"] == 1.0
+
+
+def test_judge_top_p_reaches_sampling(fake_client):
+    tops = []
+    fake_client.backend.respond = lambda conv, s: tops.append((s.temperature, s.top_p)) or '{"score": 5, "reason": "r"}'
+    RubricJudge(fake_client, JudgeConfig(mode="generate", temperature=1.0, top_p=0.95)).score(_items(1))
+    assert tops == [(1.0, 0.95)]
+
+
+def test_user_prompt_template_replaces_the_built_in_prompt(fake_client, tmp_path):
+    from r2_write.prompts.judge import load_prompt_template
+
+    path = tmp_path / "critic.yaml"
+    path.write_text(
+        'system: "Be an evaluator."\n'
+        'user: |\n  Criteria: ```{criteria}```\n  Query: ```{query}```\n  Response: ```{response}```\n'
+        '  Answer {{"score": n, "reason": "..."}}\n'
+    )
+    template = load_prompt_template(path)
+    convs = []
+    fake_client.backend.respond = lambda conv, s: convs.append(conv) or '```json\n{"score": 8, "reason": "ok"}\n```'
+    (result,) = RubricJudge(fake_client, JudgeConfig(mode="generate"), template).score([JudgeItem("Q?", "R!", _criterion())])
+    assert result.score == 8.0
+    system, user = convs[0]
+    assert system == {"role": "system", "content": "Be an evaluator."}
+    assert "Query: ```Q?```" in user["content"] and "Response: ```R!```" in user["content"]
+    assert "{'name': 'Clarity', 'criteria_description': 'Is it clarity?', '1-2':" in user["content"]  # as str(dict)
+    assert 'Answer {"score": n' in user["content"]
+
+    plain = tmp_path / "prompt.txt"
+    plain.write_text("{criteria}\n{response}")
+    assert load_prompt_template(plain, system="S").messages("q", "r", _criterion())[0] == {"role": "system", "content": "S"}
+    for text, match in (("{response} {answer} {criteria}", "unknown placeholder"), ("{criteria} only", "must contain"),
+                        ("{response} {criteria} {", "str.format")):
+        plain.write_text(text)
+        with pytest.raises(ValueError, match=match):
+            load_prompt_template(plain)
+    with pytest.raises(ValueError, match="not found"):
+        load_prompt_template(tmp_path / "missing.txt")

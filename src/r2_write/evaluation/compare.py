@@ -41,9 +41,20 @@ DRG_COLUMNS = ["kpr", "kpc", "kp_omitted_rate", "quality_overall"] + [f"quality_
 LENGTH_COLUMNS = ["response_tokens", "reflections_per_response"]
 METRIC_COLUMNS = WRITINGBENCH_COLUMNS + DRG_COLUMNS + LENGTH_COLUMNS
 COUNT_COLUMNS = [
-    "writingbench_queries", "writingbench_unscored", "drg_queries", "kp_unlabelled", "quality_unrated",
+    "writingbench_queries", "writingbench_unscored", "drg_queries", "drg_queries_unlabelled", "kp_unlabelled",
+    "quality_unrated", "judged_truncated", "writingbench_judged_truncated", "drg_judged_truncated",
+    "kpr_degenerate_judge",
 ]
-"""Bookkeeping counts logged with the metrics (never compared as scores)."""
+"""Bookkeeping counts and flags logged with the metrics (never compared as scores).
+
+``judged_truncated``: texts (WritingBench answers + DeepResearchGym reports) the judge saw cut
+at ``max_judged_chars`` (0 when the whole text is judged, the default); ``drg_queries_unlabelled``:
+queries whose key points all failed to get a label (left out of KPR/KPC, never 0 or 100);
+``kpr_degenerate_judge``: 1 when the judge labelled every key point Supported (KPR 100 says
+nothing about the variant then)."""
+
+MARK_TRUNCATED = "†"
+MARK_DEGENERATE = "⚠"
 
 
 def count_reflections(text: str) -> int:
@@ -80,10 +91,20 @@ def variant_metrics(writingbench: dict, drg: dict, responses: pd.DataFrame) -> d
             "writingbench_queries": writingbench["n_queries"],
             "writingbench_unscored": writingbench["n_unscored"],
             "drg_queries": drg["n_queries"],
+            "drg_queries_unlabelled": drg.get("n_queries_unlabelled", 0),
             "kp_unlabelled": drg["n_unlabelled"],
             "quality_unrated": drg["n_unrated"],
+            "judged_truncated": writingbench.get("n_truncated", 0) + drg.get("n_truncated", 0),
+            "writingbench_judged_truncated": writingbench.get("n_truncated", 0),
+            "drg_judged_truncated": drg.get("n_truncated", 0),
+            "kpr_degenerate_judge": float(drg.get("all_supported", False)),
         }
     )
+    if out["kpr_degenerate_judge"]:
+        logger.warning(
+            "the key-point judge labelled all %d key points Supported: KPR %.1f reflects the judge, not the variant",
+            drg["n_key_points"], drg["kpr"],
+        )
     return {k: float(v) for k, v in out.items()}
 
 
@@ -137,15 +158,20 @@ def comparison_table(summaries: list[pd.DataFrame]) -> pd.DataFrame:
     return df.reindex(columns=cols + extra).reset_index(drop=True)
 
 
-def to_markdown(table: pd.DataFrame, digits: int = 1, title: str | None = None) -> str:
+def to_markdown(
+    table: pd.DataFrame, digits: int = 1, title: str | None = None, marks: dict[tuple[int, str], str] | None = None
+) -> str:
     """A GitHub-flavoured markdown table (NaN shown as "-").
 
-    >>> print(to_markdown(pd.DataFrame({"variant": ["base"], "kpr": [50.0]})), end="")
+    ``marks`` appends a marker to single cells: ``{(row position, column): "†"}``.
+
+    >>> print(to_markdown(pd.DataFrame({"variant": ["base"], "kpr": [50.0]}), marks={(0, "kpr"): "⚠"}), end="")
     | variant | kpr |
     |---|---:|
-    | base | 50.0 |
+    | base | 50.0 ⚠ |
     """
     numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
+    marks = marks or {}
 
     def cell(v, num: bool) -> str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -155,9 +181,45 @@ def to_markdown(table: pd.DataFrame, digits: int = 1, title: str | None = None) 
     lines = [f"## {title}", ""] if title else []
     lines.append("| " + " | ".join(map(str, table.columns)) + " |")
     lines.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
-    for row in table.itertuples(index=False):
-        lines.append("| " + " | ".join(cell(v, n) for v, n in zip(row, numeric)) + " |")
+    for i, row in enumerate(table.itertuples(index=False)):
+        cells = [cell(v, n) + (f" {marks[(i, c)]}" if (i, c) in marks else "") for v, n, c in zip(row, numeric, table.columns)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def comparison_marks(table: pd.DataFrame) -> tuple[dict[tuple[int, str], str], list[str]]:
+    """Cell markers and footnotes for the comparison table.
+
+    A variant whose judged texts were cut (``*_judged_truncated`` > 0) has that benchmark's
+    score cells marked :data:`MARK_TRUNCATED`; a degenerate key-point judge
+    (``kpr_degenerate_judge``) marks the KPR cell :data:`MARK_DEGENERATE`.
+
+    Returns:
+        (marks for :func:`to_markdown`, footnote lines for the marks used).
+    """
+    groups = {
+        "writingbench_judged_truncated": [c for c in table.columns if c.startswith("writingbench_") and c not in COUNT_COLUMNS],
+        "drg_judged_truncated": [c for c in DRG_COLUMNS if c in table.columns],
+    }
+    marks: dict[tuple[int, str], str] = {}
+    used = set()
+    for i, row in enumerate(table.to_dict("records")):
+        for count, cols in groups.items():
+            n = row.get(count)
+            if n is not None and not pd.isna(n) and n > 0:
+                marks.update({(i, c): MARK_TRUNCATED for c in cols})
+                used.add(MARK_TRUNCATED)
+        flag = row.get("kpr_degenerate_judge")
+        if flag is not None and not pd.isna(flag) and flag > 0 and "kpr" in table.columns:
+            marks[(i, "kpr")] = (marks.get((i, "kpr"), "") + " " + MARK_DEGENERATE).strip()
+            used.add(MARK_DEGENERATE)
+    notes = {
+        MARK_TRUNCATED: f"{MARK_TRUNCATED} the judge saw some texts cut at `max_judged_chars` "
+        "(see *_judged_truncated): not comparable with scores of whole texts.",
+        MARK_DEGENERATE: f"{MARK_DEGENERATE} degenerate judge: it labelled every key point Supported, "
+        "so this KPR measures the judge, not the variant.",
+    }
+    return marks, [notes[m] for m in (MARK_TRUNCATED, MARK_DEGENERATE) if m in used]
 
 
 def comparison_chart(table: pd.DataFrame) -> Figure:

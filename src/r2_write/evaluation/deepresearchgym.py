@@ -50,8 +50,11 @@ from r2_write.prompts.report_writer import report_messages
 from r2_write.trajectory import split_thinking
 
 REPORT_COLUMNS = ["id", "query", "key_points", "passages", "report", "answer", "response_tokens", "finish_reason", "error"]
-LABEL_COLUMNS = ["id", "point_number", "point_content", "label", "justification", "attempts", "error"]
-QUALITY_COLUMNS = ["id", "criterion", "rating", "justification", "attempts", "error"]
+LABEL_COLUMNS = ["id", "point_number", "point_content", "label", "justification", "attempts", "error", "truncated"]
+QUALITY_COLUMNS = ["id", "criterion", "rating", "justification", "attempts", "error", "truncated"]
+
+DEGENERATE_MIN_POINTS = 2
+"""A judge that labels every one of at least this many key points Supported is flagged degenerate."""
 
 _URL_RE = re.compile(r"https?://[^\s)\]>\"']+", re.I)
 
@@ -175,6 +178,7 @@ class Verdict:
     justification: str = ""
     attempts: int = 1
     error: str | None = None
+    truncated: bool = False  # the report was cut at the judge's max_judged_chars
 
 
 class ReportJudge:
@@ -185,12 +189,29 @@ class ReportJudge:
         self.cfg = cfg or JudgeConfig()
         self.stats = JudgeStats()
 
+    def _cut_flags(self, reports: list[str]) -> list[bool]:
+        """Which reports the judge context limit cuts (counted in ``stats.truncated``)."""
+        limit = self.cfg.max_judged_chars
+        flags = [limit is not None and len(r.strip()) > limit for r in reports]
+        self.stats.truncated += sum(flags)
+        return flags
+
+    @staticmethod
+    def _mark(verdicts: list[Verdict], flags: list[bool]) -> list[Verdict]:
+        for v, f in zip(verdicts, flags):
+            v.truncated = f
+        return verdicts
+
     def label_key_points(self, items: list[tuple[str, str]]) -> list[Verdict]:
         """Label each ``(key_point, report)`` pair Supported / Omitted / Contradicted."""
         self.stats.items += len(items)
-        convs = [keypoint_messages(kp, report) for kp, report in items]
+        convs = [keypoint_messages(kp, report, self.cfg.max_judged_chars) for kp, report in items]
         if not convs:
             return []
+        flags = self._cut_flags([report for _, report in items])
+        return self._mark(self._label(convs), flags)
+
+    def _label(self, convs) -> list[Verdict]:
         if self.cfg.mode == "generate":
             return self._generate(convs, parse_keypoint_label)
         tokens = self.label_tokens()
@@ -227,9 +248,13 @@ class ReportJudge:
     def rate_quality(self, items: list[tuple[str, str, str]]) -> list[Verdict]:
         """Rate each ``(criterion, query, report)`` 0-10."""
         self.stats.items += len(items)
-        convs = [quality_messages(c, q, r) for c, q, r in items]
+        convs = [quality_messages(c, q, r, self.cfg.max_judged_chars) for c, q, r in items]
         if not convs:
             return []
+        flags = self._cut_flags([r for _, _, r in items])
+        return self._mark(self._rate(convs), flags)
+
+    def _rate(self, convs) -> list[Verdict]:
         if self.cfg.mode == "generate":
             return self._generate(convs, parse_rating)
         out = []
@@ -293,13 +318,14 @@ def judge_key_points(judge: ReportJudge, reports: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         One row per (query, key point): id, point_number, point_content, label (None if the
-        judge never answered validly), justification, attempts, error.
+        judge never answered validly), justification, attempts, error, truncated (the
+        report was cut at the judge's ``max_judged_chars``).
     """
     ok = reports[reports["error"].isna()]
     pairs = [(r, kp) for r in ok.itertuples() for kp in json.loads(r.key_points)]
     verdicts = judge.label_key_points([(kp["point_content"], r.answer) for r, kp in pairs])
     rows = [
-        [r.id, int(kp["point_number"]), kp["point_content"], v.value, v.justification, v.attempts, v.error]
+        [r.id, int(kp["point_number"]), kp["point_content"], v.value, v.justification, v.attempts, v.error, v.truncated]
         for (r, kp), v in zip(pairs, verdicts)
     ]
     return pd.DataFrame(rows, columns=LABEL_COLUMNS)
@@ -316,21 +342,21 @@ def judge_quality(judge: ReportJudge, reports: pd.DataFrame, support_requires_ur
 
     Returns:
         One row per (query, criterion): id, criterion, rating (0-10, NaN if unrated),
-        justification, attempts, error.
+        justification, attempts, error, truncated.
     """
     ok = reports[reports["error"].isna()]
     rows, asks = [], []
     for r in ok.itertuples():
         for c in QUALITY_CRITERIA:
             if c == "Support" and support_requires_urls and not has_source_urls(r.answer):
-                rows.append([r.id, c, 0.0, "no source URLs in the report: 0 by the Support rule", 0, None])
+                rows.append([r.id, c, 0.0, "no source URLs in the report: 0 by the Support rule", 0, None, False])
             else:
                 rows.append(None)
                 asks.append((len(rows) - 1, r.id, c, r.query, r.answer))
     verdicts = judge.rate_quality([(c, q, a) for _, _, c, q, a in asks])
     for (pos, rid, c, _, _), v in zip(asks, verdicts):
         rating = math.nan if v.value is None else float(v.value)
-        rows[pos] = [rid, c, rating, v.justification, v.attempts, v.error]
+        rows[pos] = [rid, c, rating, v.justification, v.attempts, v.error, v.truncated]
     return pd.DataFrame(rows, columns=QUALITY_COLUMNS)
 
 
@@ -346,8 +372,14 @@ def aggregate_drg(labels: pd.DataFrame, quality: pd.DataFrame) -> dict:
         ``kpr``, ``kpc``, ``omitted_rate``: means over queries of the per-query shares x 100
         (over labelled key points); ``quality_overall``: mean over queries of
         sum / (10 x rated criteria) x 100; ``quality`` (criterion -> mean 0-10) and
-        ``quality_100`` (x10); counts ``n_queries``, ``n_key_points``, ``n_unlabelled``,
-        ``n_quality_queries``, ``n_unrated``. Means over nothing are NaN.
+        ``quality_100`` (x10); counts ``n_queries`` (with at least one labelled key point),
+        ``n_key_points``, ``n_unlabelled`` (key points), ``n_queries_unlabelled`` (queries
+        whose key points were all left unlabelled: excluded from KPR/KPC, never 0 or 100),
+        ``n_quality_queries``, ``n_unrated``, ``n_truncated`` (reports cut at the judge's
+        ``max_judged_chars``, when the frames carry a ``truncated`` column);
+        ``all_supported``: the judge labelled every key point Supported (at least
+        :data:`DEGENERATE_MIN_POINTS` of them), the mark of a degenerate judge. Means over
+        nothing are NaN.
 
     >>> lab = pd.DataFrame({"id": ["q", "q"], "point_number": [1, 2], "label": ["Supported", "Omitted"]})
     >>> qual = pd.DataFrame({"id": ["q"] * 2, "criterion": ["Clarity", "Depth"], "rating": [6, 4]})
@@ -372,6 +404,10 @@ def aggregate_drg(labels: pd.DataFrame, quality: pd.DataFrame) -> dict:
     order = [c for c in QUALITY_CRITERIA if c in crit_mean.index] + sorted(set(crit_mean.index) - set(QUALITY_CRITERIA))
     crit = {c: float(crit_mean[c]) for c in order}
     mean = lambda s: float(s.mean()) if len(s) else math.nan  # noqa: E731
+    cut = set()
+    for df in (labels, quality):
+        if "truncated" in df.columns:
+            cut |= set(df.loc[df["truncated"].fillna(False).astype(bool), "id"])
     return {
         "kpr": mean(shares["kpr"]),
         "kpc": mean(shares["kpc"]),
@@ -382,6 +418,9 @@ def aggregate_drg(labels: pd.DataFrame, quality: pd.DataFrame) -> dict:
         "n_queries": int(len(shares)),
         "n_key_points": int(len(lab)),
         "n_unlabelled": int(labels["label"].isna().sum()),
+        "n_queries_unlabelled": int(labels["id"].nunique() - len(shares)),
         "n_quality_queries": int(len(per_query)),
         "n_unrated": int(rating.isna().sum()),
+        "n_truncated": len(cut),
+        "all_supported": bool(len(lab) >= DEGENERATE_MIN_POINTS and lab["label"].eq("Supported").all()),
     }

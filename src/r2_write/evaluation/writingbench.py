@@ -33,7 +33,7 @@ RESPONSE_COLUMNS = [
     "id", "domain", "subdomain", "query", "criteria", "response", "answer",
     "response_tokens", "finish_reason", "error",
 ]
-SCORE_COLUMNS = ["id", "domain", "criterion", "score", "reason", "attempts", "error"]
+SCORE_COLUMNS = ["id", "domain", "criterion", "score", "reason", "attempts", "error", "truncated"]
 
 
 def response_messages(query: str) -> Conversation:
@@ -79,7 +79,8 @@ def judge_responses(judge: RubricJudge, responses: pd.DataFrame) -> pd.DataFrame
 
     Returns:
         One row per (query, criterion): id, domain, criterion, score (NaN if unscored),
-        reason, attempts, error.
+        reason, attempts, error, truncated (the answer was cut at the judge's
+        ``max_judged_chars``).
     """
     ok = responses[responses["error"].isna()]
     rubrics = [[Criterion.model_validate(c) for c in json.loads(crit)] for crit in ok["criteria"]]
@@ -88,11 +89,11 @@ def judge_responses(judge: RubricJudge, responses: pd.DataFrame) -> pd.DataFrame
     for idx, r in zip(responses.index, responses.itertuples()):
         names = [c["name"] for c in json.loads(r.criteria)]
         if idx not in results:
-            rows += [[r.id, r.domain, n, math.nan, "", 0, f"generation failed: {r.error}"] for n in names]
+            rows += [[r.id, r.domain, n, math.nan, "", 0, f"generation failed: {r.error}", False] for n in names]
             continue
         for n, res in zip(names, results[idx]):
             score = math.nan if res.score is None else float(res.score)
-            rows.append([r.id, r.domain, n, score, res.reason, res.attempts, res.error])
+            rows.append([r.id, r.domain, n, score, res.reason, res.attempts, res.error, res.truncated])
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
@@ -108,7 +109,9 @@ def aggregate_writingbench(scores: pd.DataFrame) -> dict:
         ``domains`` / ``domains_100``: per domain the mean of its queries' means (domains in
         WritingBench order, then any other); ``per_query``: id -> mean; counts
         ``n_queries`` (with at least one score), ``n_scored``, ``n_unscored`` (criteria) and
-        ``n_queries_unscored`` (queries with no score at all). Means over nothing are NaN.
+        ``n_queries_unscored`` (queries with no score at all) and ``n_truncated`` (answers
+        cut at the judge's ``max_judged_chars``, when ``scores`` has a ``truncated``
+        column). Means over nothing are NaN.
 
     >>> df = pd.DataFrame({"id": ["a", "a", "b"], "domain": ["Education"] * 3,
     ...                    "criterion": ["c1", "c2", "c1"], "score": [8, 6, 10]})
@@ -137,4 +140,7 @@ def aggregate_writingbench(scores: pd.DataFrame) -> dict:
         "n_scored": int(len(scored)),
         "n_unscored": int(s.isna().sum()),
         "n_queries_unscored": int(scores["id"].nunique() - len(per_query)),
+        "n_truncated": int(scores.loc[scores["truncated"].fillna(False).astype(bool), "id"].nunique())
+        if "truncated" in scores.columns
+        else 0,
     }

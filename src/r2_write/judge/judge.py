@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from r2_write.judge.parsing import JudgeParseError, parse_score
 from r2_write.llm.client import LLMClient
 from r2_write.llm.config import SamplingParams
-from r2_write.prompts.judge import SCORE_PREFIX, SCORE_TOKENS, criterion_messages
+from r2_write.prompts.judge import SCORE_PREFIX, SCORE_TOKENS, PromptTemplate, criterion_messages
 from r2_write.rubrics.schema import BANDS, Criterion
 
 logger = logging.getLogger(__name__)
@@ -36,9 +36,16 @@ class JudgeConfig(BaseModel):
     mode: Literal["generate", "probability"] = Field("generate", description="generate (JSON) or probability.")
     max_attempts: int = Field(3, ge=1, description="Attempts per criterion when the answer is malformed.")
     temperature: float = Field(0.0, ge=0, description="First attempt temperature (WritingBench-style: 0).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass of every attempt.")
     retry_temperature: float = Field(0.7, ge=0, description="Temperature of retries after a malformed answer.")
     max_new_tokens: int = Field(96, ge=8, description="Length limit of a judge answer.")
     seed: int = Field(0, description="Judge sampling seed.")
+    max_judged_chars: int | None = Field(
+        None,
+        ge=1,
+        description="Judge context limit: cut judged texts to this many characters (None: the whole text, as the "
+        "official scorers). Every cut is counted (stats.truncated, eval/judged_truncated).",
+    )
 
 
 @dataclass
@@ -56,6 +63,7 @@ class JudgeResult:
     reason: str = ""
     attempts: int = 1
     error: str | None = None
+    truncated: bool = False  # the judged text was cut at max_judged_chars
 
 
 @dataclass
@@ -63,6 +71,7 @@ class JudgeStats:
     items: int = 0
     parse_failures: int = 0  # malformed answers (each attempt)
     failed_items: int = 0  # criteria with no score after all attempts
+    truncated: int = 0  # items whose judged text was cut at max_judged_chars
     errors: list[str] = field(default_factory=list)
 
     def as_metrics(self, prefix: str = "judge") -> dict[str, float]:
@@ -70,15 +79,20 @@ class JudgeStats:
             f"{prefix}/items": float(self.items),
             f"{prefix}/parse_failures": float(self.parse_failures),
             f"{prefix}/failed_items": float(self.failed_items),
+            f"{prefix}/truncated": float(self.truncated),
         }
 
 
 class RubricJudge:
-    """Scores (query, response, criterion) items with an :class:`LLMClient`."""
+    """Scores (query, response, criterion) items with an :class:`LLMClient`.
 
-    def __init__(self, client: LLMClient, cfg: JudgeConfig | None = None):
+    ``template`` replaces the built-in judge prompt (e.g. the official WritingBench critic's).
+    """
+
+    def __init__(self, client: LLMClient, cfg: JudgeConfig | None = None, template: PromptTemplate | None = None):
         self.client = client
         self.cfg = cfg or JudgeConfig()
+        self.template = template
         self.stats = JudgeStats()
 
     def score(self, items: list[JudgeItem]) -> list[JudgeResult]:
@@ -86,10 +100,17 @@ class RubricJudge:
         self.stats.items += len(items)
         if not items:
             return []
-        convs = [criterion_messages(it.query, it.response, it.criterion) for it in items]
+        limit = self.cfg.max_judged_chars
+        convs = [criterion_messages(it.query, it.response, it.criterion, limit, self.template) for it in items]
+        cut = [limit is not None and len(it.response.strip()) > limit for it in items]
+        self.stats.truncated += sum(cut)
         if self.cfg.mode == "probability":
-            return self._score_probability(convs, items)
-        return self._score_generate(convs)
+            results = self._score_probability(convs, items)
+        else:
+            results = self._score_generate(convs)
+        for r, c in zip(results, cut):
+            r.truncated = c
+        return results
 
     def _score_probability(self, convs, items: list[JudgeItem]) -> list[JudgeResult]:
         out = []
@@ -136,6 +157,7 @@ def generate_with_retries(
             break
         sampling = SamplingParams(
             temperature=cfg.temperature if attempt == 0 else cfg.retry_temperature,
+            top_p=cfg.top_p,
             max_new_tokens=cfg.max_new_tokens,
             seed=cfg.seed + attempt,
         )

@@ -12,6 +12,7 @@ for outstanding answers, minimum score for gaming attempts, Support = 0 without 
 from __future__ import annotations
 
 from r2_write.llm.base import Conversation
+from r2_write.prompts.judge import cut_text
 
 SYSTEM = "You are a helpful assistant."  # the official scorer's system line
 
@@ -107,20 +108,20 @@ RATING_PREFIX = '{"rating": '
 RATING_TOKENS = [str(i) for i in range(0, 11)]
 
 
-def keypoint_messages(key_point: str, report: str, max_report_chars: int = 12000) -> Conversation:
-    """Messages asking the judge to label one key point against ``report``."""
-    user = KEYPOINT_TEMPLATE.format(key_point=key_point.strip(), report=report.strip()[:max_report_chars])
+def keypoint_messages(key_point: str, report: str, max_report_chars: int | None = None) -> Conversation:
+    """Messages asking the judge to label one key point against ``report`` (whole unless a limit is set)."""
+    user = KEYPOINT_TEMPLATE.format(key_point=key_point.strip(), report=cut_text(report, max_report_chars)[0])
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
-def quality_messages(criterion: str, query: str, report: str, max_report_chars: int = 12000) -> Conversation:
-    """Messages asking the judge to rate ``report`` on one of :data:`QUALITY_CRITERIA`."""
+def quality_messages(criterion: str, query: str, report: str, max_report_chars: int | None = None) -> Conversation:
+    """Messages asking the judge to rate ``report`` on one of :data:`QUALITY_CRITERIA` (whole unless a limit is set)."""
     if criterion not in QUALITY_CRITERIA:
         raise ValueError(f"unknown quality criterion {criterion!r}; expected one of {list(QUALITY_CRITERIA)}")
     user = QUALITY_TEMPLATE.format(
         name=criterion,
         description=QUALITY_CRITERIA[criterion],
         query=query.strip(),
-        report=report.strip()[:max_report_chars],
+        report=cut_text(report, max_report_chars)[0],
     )
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]

@@ -33,7 +33,7 @@ def eval_respond(conv, sampling):
 def eval_llm(monkeypatch):
     """Judges (roles.get_client) and every variant's writer (nodes._policy_client) are one fake client."""
     client = make_client(FakeBackend(respond=eval_respond))
-    monkeypatch.setattr("r2_write.roles.get_client", lambda cfg: client)
+    monkeypatch.setattr("r2_write.roles.get_client", lambda cfg, **kw: client)
     monkeypatch.setattr("r2_write.pipelines.evaluation.nodes._policy_client", lambda llm, model: client)
     return client
 

@@ -126,3 +126,48 @@ def test_compare_variants_and_reflection_effects(steps):
     assert list(effects["domain"]) == ["Finance & Business", "Education", "All"]
     assert effects.set_index("domain").loc["All", "raised_share"] == pytest.approx(1 / 3)
     assert isinstance(fig2, Figure) and not math.isnan(effects["lowered_share"].iloc[-1])
+
+
+def _long_report_respond(conv, sampling):
+    """Key point judge: Supported only when the report it sees holds the supporting passage."""
+    from tests.fakes import user_text
+
+    text = user_text(conv)
+    if "[Key point]" in text:
+        label = "Supported" if "Tidal locking keeps one face of the Moon toward Earth" in text else "Omitted"
+        return '{"label": "%s", "justification": "j"}' % label
+    return '{"rating": 5, "justification": "j"}'
+
+
+def test_30000_character_report_judged_whole(monkeypatch, llm_params):
+    """The only support for the key point sits at the end of a 30,000-character report: whole text judged."""
+    from tests.fakes import FakeBackend, make_client
+
+    client = make_client(FakeBackend(respond=_long_report_respond))
+    monkeypatch.setattr("r2_write.roles.get_client", lambda cfg, **kw: client)
+    body = "The Moon orbits the Earth and raises tides in the oceans. " * 520
+    report = body + "Tidal locking keeps one face of the Moon toward Earth. Source: https://example.org/moon"
+    assert len(report) > 30_000
+    reports = pd.DataFrame([{"id": "q1", "query": "Why do we see one side of the Moon?",
+                             "key_points": json.dumps([{"point_number": 1, "point_content": "The Moon is tidally locked."}]),
+                             "passages": "[]", "report": report, "answer": report, "response_tokens": 7000,
+                             "finish_reason": "stop", "error": None}])
+    params = {"deepresearchgym": {"judge": {"mode": "generate"}}}
+    responses, scores, _, _ = _tiny_tables()
+
+    labels = judge_drg_key_points(reports, params, llm_params, {})
+    quality = judge_drg_quality(reports, params, llm_params, {})
+    assert list(labels["label"]) == ["Supported"] and not labels["truncated"].any()
+    summary, _ = summarize_variant(responses, scores, labels, quality, variant="base")
+    assert summary.loc[0, "kpr"] == 100.0 and summary.loc[0, "judged_truncated"] == 0
+
+    # a judge context limit cuts the passage away: the key point reads Omitted, and the cut is counted and marked
+    cut = {"deepresearchgym": {"judge": {"mode": "generate", "max_judged_chars": 12_000}}}
+    labels = judge_drg_key_points(reports, cut, llm_params, {})
+    quality = judge_drg_quality(reports, cut, llm_params, {})
+    assert list(labels["label"]) == ["Omitted"] and labels["truncated"].all() and quality["truncated"].all()
+    summary, metrics = summarize_variant(responses, scores, labels, quality, variant="base")
+    assert summary.loc[0, "judged_truncated"] == 1 and summary.loc[0, "drg_judged_truncated"] == 1
+    assert metrics["eval/base/judged_truncated"]["value"] == 1.0
+    _, md, _ = compare_variants(summary)
+    assert "| 0.0 † |" in md and "max_judged_chars" in md  # KPR cell marked, footnote present

@@ -255,7 +255,11 @@ def compare_variants(*summaries: pd.DataFrame) -> tuple[pd.DataFrame, str, Figur
         (table, markdown, figure).
     """
     table = compare.comparison_table(list(summaries))
-    return table, compare.to_markdown(table, title="R2-Write evaluation: variants x metrics"), compare.comparison_chart(table)
+    marks, notes = compare.comparison_marks(table)
+    markdown = compare.to_markdown(table, title="R2-Write evaluation: variants x metrics", marks=marks)
+    if notes:
+        markdown += "\n" + "\n".join(notes) + "\n"
+    return table, markdown, compare.comparison_chart(table)
 
 
 def reflection_effects(steps: pd.DataFrame) -> tuple[pd.DataFrame, Figure]:
