@@ -12,7 +12,7 @@ def client_for(llm_params: dict, role: str) -> LLMClient:
     """The client of ``role`` (writer, judge, policy...) from ``params:llm``."""
     if role not in (llm_params or {}):
         raise ValueError(f"parameters 'llm.{role}' missing; add it to conf/base/parameters.yml")
-    return get_client(parse_params(LLMConfig, llm_params[role], f"llm.{role}"))
+    return get_client(parse_params(LLMConfig, llm_params[role], f"llm.{role}"), role=role)
 
 
 def judge_for(llm_params: dict, judge_params: dict) -> RubricJudge:
@@ -33,7 +33,7 @@ def policy_client(llm_params: dict, model_dir: str, share_backend: bool = True) 
     cfg = parse_params(LLMConfig, llm_params["policy"], "llm.policy")
     if cfg.backend != "openai":
         cfg = cfg.model_copy(update={"model": model_dir})
-    return get_client(cfg) if share_backend else LLMClient(cfg)
+    return get_client(cfg, role="policy") if share_backend else LLMClient(cfg, role="policy")
 
 
 def judge_score_fn(judge: RubricJudge, generic: list[dict]):

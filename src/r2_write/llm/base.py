@@ -15,6 +15,15 @@ class LLMError(RuntimeError):
     """A model call could not be made; the message says what is wrong and how to fix it."""
 
 
+class EndpointError(LLMError):
+    """The endpoint cannot serve this run at all (unreachable, wrong URL or model, key refused,
+    or it stopped answering mid-batch): the node, and with it the run, stops at once."""
+
+
+class FailureBudgetError(LLMError):
+    """A node's share of failed calls or fallbacks is above its role's ``max_failed_share``."""
+
+
 @dataclass
 class Generation:
     """One completion. ``error`` is set (and ``text`` empty) when the call failed for good."""

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
 
-from r2_write.llm.base import ChatBackend, Conversation, Generation, LLMError
+from r2_write.llm.base import ChatBackend, Conversation, EndpointError, Generation, LLMError
 from r2_write.llm.cache import ResponseCache, cache_key
 from r2_write.llm.config import LLMConfig, SamplingParams
 
@@ -18,23 +19,28 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class CallStats:
-    """Counters of one client: model calls made, cache hits, tokens, failures."""
+    """Counters of one client: model calls made, cache hits, tokens, failures (and their errors)."""
 
     calls: int = 0
     cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     failures: int = 0
+    errors: Counter = field(default_factory=Counter, compare=False)  # error text -> failures
+
+    def _counts(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "errors"}
 
     def as_metrics(self, prefix: str) -> dict[str, float]:
-        return {f"{prefix}/{k}": float(v) for k, v in asdict(self).items()}
+        return {f"{prefix}/{k}": float(v) for k, v in self._counts().items()}
 
     def copy(self) -> "CallStats":
-        return CallStats(**asdict(self))
+        return CallStats(**self._counts(), errors=Counter(self.errors))
 
     def since(self, before: "CallStats") -> "CallStats":
         """Counts accumulated after the ``before`` snapshot."""
-        return CallStats(**{k: v - getattr(before, k) for k, v in asdict(self).items()})
+        counts = {k: v - getattr(before, k) for k, v in self._counts().items()}
+        return CallStats(**counts, errors=self.errors - before.errors)
 
 
 def build_backend(cfg: LLMConfig) -> ChatBackend:
@@ -66,13 +72,31 @@ class LLMClient:
     repeats only the requests that were still in flight.
     """
 
-    def __init__(self, cfg: LLMConfig, backend: ChatBackend | None = None, cache: ResponseCache | None = None):
+    def __init__(
+        self, cfg: LLMConfig, backend: ChatBackend | None = None, cache: ResponseCache | None = None,
+        role: str | None = None,
+    ):
         self.cfg = cfg
+        self.role = role  # the ``llm.<role>`` this client serves, named in its errors
         self.backend = backend or build_backend(cfg)
         self.cache = cache if cache is not None else (ResponseCache(cfg.cache_path) if cfg.cache_path else None)
         self.stats = CallStats()
         self.chunk_size = cfg.batch_size if cfg.backend != "openai" else max(cfg.max_concurrency * 4, 32)
         self._streams = "on_result" in inspect.signature(self.backend.generate).parameters
+
+    @property
+    def label(self) -> str:
+        """``llm.<role>`` (or ``llm``) and the model, as errors name this client."""
+        return f"llm.{self.role or '?'}, model {self.cfg.model!r}"
+
+    def _check_endpoint(self) -> None:
+        """The backend's one-time endpoint check (openai), its error naming this client's role."""
+        check = getattr(self.backend, "check_endpoint", None)
+        if check is not None:
+            try:
+                check()
+            except EndpointError as exc:
+                raise EndpointError(f"{self.label}: {exc}") from None
 
     def _key(self, kind: str, conv: Conversation, **extra) -> str:
         return cache_key(kind=kind, backend=self.cfg.backend, model=self.cfg.model, messages=conv, **extra)
@@ -98,10 +122,14 @@ class LLMClient:
             chunk_seed = int(cache_key(seed=sampling.seed, keys=[keys[i] for i in idx])[:8], 16)
             chunk_sampling = sampling.model_copy(update={"seed": chunk_seed}) if self.cfg.backend != "openai" else sampling
             convs = [conversations[i] for i in todo]
-            if self._streams and self.cache is not None:
-                gens = self.backend.generate(convs, chunk_sampling, on_result=self._committer([keys[i] for i in todo]))
-            else:
-                gens = self.backend.generate(convs, chunk_sampling)
+            self._check_endpoint()
+            try:
+                if self._streams and self.cache is not None:
+                    gens = self.backend.generate(convs, chunk_sampling, on_result=self._committer([keys[i] for i in todo]))
+                else:
+                    gens = self.backend.generate(convs, chunk_sampling)
+            except EndpointError as exc:  # the breaker tripped: answers that arrived are cached
+                raise EndpointError(f"{self.label}: {exc}") from None
             fresh = {}
             for i, g in zip(todo, gens):
                 out[i] = g
@@ -112,6 +140,7 @@ class LLMClient:
                     fresh[keys[i]] = asdict(g)
                 else:
                     self.stats.failures += 1
+                    self.stats.errors[g.error] += 1
             if self.cache is not None and not self._streams:
                 self.cache.put_many(fresh)
         done = self.stats.since(before)
@@ -148,9 +177,14 @@ class LLMClient:
         self.stats.cache_hits += len(cached)
         todo = [i for i, k in enumerate(keys) if k not in cached]
         fresh = {}
+        if todo:
+            self._check_endpoint()
         for start in range(0, len(todo), self.cfg.batch_size):
             part = todo[start : start + self.cfg.batch_size]
-            probs = self.backend.next_token_probs([conversations[i] for i in part], candidates, assistant_prefix)
+            try:
+                probs = self.backend.next_token_probs([conversations[i] for i in part], candidates, assistant_prefix)
+            except EndpointError as exc:
+                raise EndpointError(f"{self.label}: {exc}") from None
             self.stats.calls += len(part)
             fresh.update({keys[i]: p for i, p in zip(part, probs)})
             if self.cache is not None:
@@ -161,13 +195,14 @@ class LLMClient:
 _BACKENDS: dict[str, ChatBackend] = {}
 
 
-def get_client(cfg: LLMConfig) -> LLMClient:
-    """A new client for ``cfg`` over a process-wide backend.
+def get_client(cfg: LLMConfig, role: str | None = None) -> LLMClient:
+    """A new client for ``cfg`` (serving ``llm.<role>``) over a process-wide backend.
 
     A local model is loaded once per process and shared by every role that names it, while
     each client keeps its own call statistics (so writer and judge counts stay apart).
+    Client-side settings (cache, failure budget) do not make a second backend.
     """
-    key = cfg.model_copy(update={"cache_path": None}).model_dump_json()
+    key = cfg.model_copy(update={"cache_path": None, "max_failed_share": 0.0}).model_dump_json()
     if key not in _BACKENDS:
         _BACKENDS[key] = build_backend(cfg)
-    return LLMClient(cfg, backend=_BACKENDS[key])
+    return LLMClient(cfg, backend=_BACKENDS[key], role=role)

@@ -54,6 +54,15 @@ class LLMConfig(BaseModel):
     cache_path: str | None = Field(
         "data/cache/llm_cache.sqlite", description="SQLite response cache; null disables caching."
     )
+    preflight: bool = Field(
+        True, description="Check the endpoint once (GET /models) before the first uncached request (openai backend)."
+    )
+    circuit_breaker_failures: int = Field(
+        8, ge=0, description="Stop a batch after this many consecutive connection-level failures (0: never)."
+    )
+    max_failed_share: float = Field(
+        0.2, ge=0, le=1, description="A node fails when more than this share of its calls or items failed for good."
+    )
 
     @field_validator("api_key_env")
     @classmethod

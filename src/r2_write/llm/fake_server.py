@@ -71,6 +71,8 @@ class FaultServer:
         faults: Fault kinds to draw from (default: all of ``FAULTS`` that apply; add
             ``"disconnect"`` from ``OPT_IN_FAULTS`` by naming it).
         fail_first: The first ``fail_first`` requests always get a fault (then ``fault_rate``).
+        fail_from: Every request from the ``fail_from``-th on (counting from 0) gets a fault:
+            an endpoint that breaks down in the middle of a batch (None: never).
         retry_after_s: Value of the ``Retry-After`` header on 429 and 503 (None: no header).
         hang_s: How long a ``timeout`` fault keeps the client waiting.
         logprobs: Return ``top_logprobs`` when asked (a real server may not).
@@ -98,6 +100,7 @@ class FaultServer:
         *,
         faults: tuple[str, ...] | None = None,
         fail_first: int = 0,
+        fail_from: int | None = None,
         retry_after_s: float | None = 0.0,
         hang_s: float = 5.0,
         logprobs: bool = True,
@@ -115,6 +118,7 @@ class FaultServer:
             raise ValueError(f"faults must be a non-empty subset of {FAULTS + OPT_IN_FAULTS}, got {kinds}")
         self.latency_s, self.fault_rate, self.seed, self.judge_json = latency_s, fault_rate, seed, judge_json
         self.fault_kinds, self.fail_first, self.retry_after_s = tuple(kinds), fail_first, retry_after_s
+        self.fail_from = fail_from
         self.hang_s, self.logprobs, self.api_key, self.model = hang_s, logprobs, api_key, model
         self.judge_marker, self.record = judge_marker, record
         self.recorded: list[dict] = []
@@ -172,13 +176,16 @@ class FaultServer:
 
     # ---- handlers --------------------------------------------------------------------
     async def _models(self, request: web.Request) -> web.Response:
+        if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _error(401, "invalid api key", "invalid_api_key")
         return web.json_response(
             {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "fake"}]}
         )
 
     def _draw_fault(self, n: int) -> str | None:
         rng = random.Random(f"{self.seed}:{n}")
-        if n < self.fail_first or rng.random() < self.fault_rate:
+        failing = n < self.fail_first or (self.fail_from is not None and n >= self.fail_from)
+        if failing or rng.random() < self.fault_rate:
             return rng.choice(self.fault_kinds)
         return None
 

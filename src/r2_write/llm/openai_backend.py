@@ -6,6 +6,14 @@ retried up to ``cfg.max_retries`` times with full-jitter exponential backoff (or
 server's ``Retry-After``); 400/401/403/404/422 fail at once. An item that still fails comes
 back as ``Generation(text="", error=...)``; one bad item never raises.
 
+Two checks stop a run against an endpoint that cannot serve it, instead of paying every
+request's retry schedule: ``check_endpoint`` (called by the client once, before the first
+uncached request) asks ``GET /models`` (and, when the model is not listed, for one token of
+the model) and raises :class:`EndpointError` on a connection/DNS/TLS error or a 401/403/404;
+and a circuit breaker raises it when ``cfg.circuit_breaker_failures`` requests in a row got
+no HTTP answer at all (refused, DNS, TLS, timeouts), after cancelling the rest of the batch.
+An HTTP answer of any status (429 and 503 with ``Retry-After`` included) resets the count.
+
 The sync ``generate`` hands its work to one event loop per backend, running in a daemon
 thread, so it can be called from any thread, with or without a running loop of its own,
 and concurrent callers share the connection pool and the ``max_concurrency`` bound.
@@ -28,7 +36,7 @@ from typing import Any, TypeVar
 
 import openai
 
-from r2_write.llm.base import Conversation, Generation, LLMError
+from r2_write.llm.base import Conversation, EndpointError, Generation, LLMError
 from r2_write.llm.config import LLMConfig, SamplingParams
 
 logger = logging.getLogger(__name__)
@@ -36,6 +44,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRYABLE_STATUS = (408, 409, 429)
 NO_KEY = "EMPTY"  # what local servers (vLLM, transformers serve) accept when no key is configured
+PREFLIGHT_ATTEMPTS = 3  # connection errors of the endpoint check are tried again twice (0.5 s, 1 s)
+PREFLIGHT_TIMEOUT_S = 15.0  # at most, per check request (timeout_s when shorter)
 
 
 class _Malformed(Exception):
@@ -44,6 +54,32 @@ class _Malformed(Exception):
 
 class _NoLogprobs(Exception):
     """The server answered without the logprobs that were asked for."""
+
+
+class _Breaker:
+    """Consecutive connection-level failures over the requests of one batch (event-loop only).
+
+    At ``limit`` failures in a row it trips and cancels the batch's other requests; any HTTP
+    answer resets the count. ``limit`` 0 never trips.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.count, self.tripped, self.last = limit, 0, False, ""
+        self.tasks: list[asyncio.Task] = []
+
+    def failure(self, error: str) -> None:
+        if self.tripped:
+            return
+        self.count, self.last = self.count + 1, error
+        if self.limit and self.count >= self.limit:
+            self.tripped = True
+            current = asyncio.current_task()
+            for task in self.tasks:
+                if task is not current and not task.done():
+                    task.cancel()
+
+    def answered(self) -> None:
+        self.count = 0
 
 
 class _LoopThread:
@@ -112,6 +148,7 @@ class OpenAIBackend:
         self._lock = threading.Lock()
         self._runner: _LoopThread | None = None
         self._finalizer: weakref.finalize | None = None
+        self._endpoint_ok = False
 
     # ---- public API ------------------------------------------------------------------
     def generate(
@@ -154,6 +191,23 @@ class OpenAIBackend:
             raise LLMError(f"{len(errors)} of {len(results)} next-token requests failed: {errors[0]}")
         return results  # type: ignore[return-value]
 
+    def check_endpoint(self) -> None:
+        """Make sure, once per backend, that the endpoint can serve ``cfg.model`` at all.
+
+        ``GET /models``; when that is missing (404) or does not list the model, one 1-token
+        chat completion of the model. A connection/DNS/TLS error (after
+        ``PREFLIGHT_ATTEMPTS`` tries) or a 401/403/404 raises :class:`EndpointError` with
+        one line naming the URL and the error (never the key). Any other answer (429, 5xx,
+        a timeout of the model call) passes: the batch's retries and breaker handle those.
+        Skipped when ``cfg.preflight`` is false.
+        """
+        if self._endpoint_ok or not self.cfg.preflight:
+            return
+        problem = self._run(self._preflight())
+        if problem is not None:
+            raise EndpointError(problem)
+        self._endpoint_ok = True
+
     def close(self) -> None:
         """Close connections and stop the backend's loop thread (also done when garbage-collected)."""
         if self._finalizer is not None:
@@ -181,6 +235,50 @@ class OpenAIBackend:
             runner.sem = asyncio.Semaphore(self.cfg.max_concurrency)
         return runner.client, runner.sem  # type: ignore[return-value]
 
+    async def _preflight(self) -> str | None:
+        """None when the endpoint can serve the model (or looks merely busy), else what is wrong."""
+        client, _ = self._session()
+        options = {"timeout": min(self.cfg.timeout_s, PREFLIGHT_TIMEOUT_S)}
+        listing, status, error = await self._probe(lambda: client.get("/models", cast_to=object, options=options))
+        if listing is None and status is None:
+            return f"{error}; is the server running, and is base_url right?"
+        if status in (401, 403):
+            return f"{error}; the key was refused: check the variable named in api_key_env"
+        if listing is not None and self.model in _model_ids(listing):
+            return None
+        if status not in (None, 404):  # 429, 5xx, odd bodies: up but busy; the batch's retries cope
+            logger.warning("endpoint check of %s inconclusive (%s); going ahead", self.base_url, error)
+            return None
+        # no /models (404) or the model is not listed there: ask the model itself for one token
+        body = {"model": self.model, "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 1}
+        answer, status, error = await self._probe(
+            lambda: client.post("/chat/completions", body=body, cast_to=object, options=options)
+        )
+        if answer is None and status is None:
+            return f"{error}; is the server running, and is base_url right?"
+        if status in (401, 403):
+            return f"{error}; the key was refused: check the variable named in api_key_env"
+        if status == 404:
+            return f"{error}; check base_url (usually ending in /v1) and model {self.model!r}"
+        return None
+
+    async def _probe(self, send: Callable[[], Coroutine[Any, Any, Any]]) -> tuple[Any, int | None, str | None]:
+        """``(answer, None, None)``; ``(None, status, error)`` for an HTTP error or an unusable
+        answer (status 0); ``(None, None, error)`` when no connection could be made."""
+        error = "not attempted"
+        for attempt in range(PREFLIGHT_ATTEMPTS):
+            try:
+                return await send(), None, None
+            except openai.APIStatusError as exc:
+                return None, exc.status_code, self._classify(exc)[2]
+            except openai.APIConnectionError as exc:  # refused, DNS, TLS, timeouts
+                error = self._classify(exc)[2]
+            except Exception as exc:  # noqa: BLE001 - an answer, just not a usable one
+                return None, 0, self._classify(exc)[2]
+            if attempt + 1 < PREFLIGHT_ATTEMPTS:
+                await asyncio.sleep(0.5 * 2**attempt)
+        return None, None, error
+
     async def _generate_all(
         self,
         conversations: list[Conversation],
@@ -194,16 +292,22 @@ class OpenAIBackend:
             "seed": sampling.seed,
         }
         client, sem = self._session()
+        breaker = _Breaker(self.cfg.circuit_breaker_failures)
 
         async def one(index: int, conv: Conversation) -> Generation:
             body = {"model": self.model, "messages": conv, **sampling_body}
-            result, error = await self._with_retries(client, sem, body, _parse_generation)
+            result, error = await self._with_retries(client, sem, body, _parse_generation, breaker)
             gen = result if error is None else Generation(text="", finish_reason="error", error=error)
             if on_result is not None:
                 await asyncio.to_thread(on_result, index, gen)  # e.g. a cache write: off the loop
             return gen
 
-        gens = await asyncio.gather(*(one(i, c) for i, c in enumerate(conversations)))
+        breaker.tasks = [asyncio.ensure_future(one(i, c)) for i, c in enumerate(conversations)]
+        gens = await asyncio.gather(*breaker.tasks, return_exceptions=True)
+        self._raise_if_tripped(breaker, gens)
+        for g in gens:
+            if isinstance(g, BaseException):
+                raise g
         failed = [g.error for g in gens if not g.ok]
         if failed:
             logger.warning("openai backend: %d of %d requests failed (first: %s)", len(failed), len(gens), failed[0])
@@ -212,39 +316,69 @@ class OpenAIBackend:
     async def _probs_all(self, conversations: list[Conversation], candidates: list[str], prefix: str) -> list[Any]:
         extra = {"continue_final_message": True, "add_generation_prompt": False} if prefix else {}
         client, sem = self._session()
+        breaker = _Breaker(self.cfg.circuit_breaker_failures)
 
         async def one(conv: Conversation) -> Any:
             messages = conv + [{"role": "assistant", "content": prefix}] if prefix else conv
             body = {"model": self.model, "messages": messages, "max_tokens": 1, "temperature": 0.0,
                     "logprobs": True, "top_logprobs": 20, **extra}
             try:
-                result, error = await self._with_retries(client, sem, body, lambda r: _parse_probs(r, candidates))
+                result, error = await self._with_retries(
+                    client, sem, body, lambda r: _parse_probs(r, candidates), breaker
+                )
             except _NoLogprobs as exc:
                 return exc
             return result if error is None else error
 
-        return list(await asyncio.gather(*(one(c) for c in conversations)))
+        breaker.tasks = [asyncio.ensure_future(one(c)) for c in conversations]
+        results = await asyncio.gather(*breaker.tasks, return_exceptions=True)
+        self._raise_if_tripped(breaker, results)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, _NoLogprobs):
+                raise r
+        return list(results)
+
+    def _raise_if_tripped(self, breaker: _Breaker, results: list[Any]) -> None:
+        if not breaker.tripped:
+            return
+        answered = sum(not isinstance(r, (BaseException, str)) and getattr(r, "ok", True) for r in results)
+        raise EndpointError(
+            f"stopped after {breaker.count} requests in a row got no answer from {self.base_url} "
+            f"({answered} of {len(results)} requests of the batch answered; answers are cached); "
+            f"last error: {breaker.last}"
+        )
 
     async def _with_retries(
-        self, client: openai.AsyncOpenAI, sem: asyncio.Semaphore, body: dict, parse: Callable[[Any], T]
+        self, client: openai.AsyncOpenAI, sem: asyncio.Semaphore, body: dict, parse: Callable[[Any], T],
+        breaker: _Breaker | None = None,
     ) -> tuple[T | None, str | None]:
         """POST ``body`` to /chat/completions and parse it, retrying by the policy.
 
         Uses the client's plain ``post`` with a JSON dict (no typed request transform or
         response model): half the CPU per request of ``chat.completions.create``, which
         matters at high concurrency. Returns ``(result, None)`` or ``(None, error)``.
+        ``breaker`` counts the attempts that got no HTTP answer; once it trips, no
+        further attempt is sent.
         """
+        breaker = breaker or _Breaker(0)
         error = "not attempted"
         for attempt in range(self.cfg.max_retries + 1):
             try:
                 async with sem:
+                    if breaker.tripped:
+                        break
                     response = await client.post("/chat/completions", body=body, cast_to=object)
+                breaker.answered()
                 return _checked(parse, response), None
             except _NoLogprobs:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure becomes an item error
                 retryable, wait_hint, error = self._classify(exc)
-            if not retryable or attempt == self.cfg.max_retries:
+                if isinstance(exc, openai.APIConnectionError):  # no HTTP answer at all
+                    breaker.failure(error)
+                else:  # an answer of some status, or an unusable body: the endpoint is there
+                    breaker.answered()
+            if not retryable or attempt == self.cfg.max_retries or breaker.tripped:
                 break
             await asyncio.sleep(self._delay(attempt, wait_hint))
         return None, error
@@ -316,6 +450,12 @@ def _connection_refusal(exc: BaseException) -> BaseException | None:
         if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
             return cause
     return None
+
+
+def _model_ids(listing: Any) -> set[str]:
+    """Model ids of a ``GET /models`` answer (empty when it is not the OpenAI list shape)."""
+    data = listing.get("data") if isinstance(listing, dict) else None
+    return {str(m.get("id")) for m in data if isinstance(m, dict)} if isinstance(data, list) else set()
 
 
 def _retry_after(headers: Any) -> float | None:
