@@ -41,7 +41,7 @@ def test_rubrics_pipeline_slice(dummy_prompts):
 
 @pytest.mark.slow
 def test_rubrics_pipeline_embedded_model(dummy_prompts, embedded_client, monkeypatch, llm_params):
-    monkeypatch.setattr("r2_write.roles.get_client", lambda cfg: embedded_client)
+    monkeypatch.setattr("r2_write.roles.get_client", lambda cfg, **kw: embedded_client)
     rubrics = {"num_prompts_per_pool": 1, "writer": {"max_new_tokens": 24, "max_attempts": 1}}
     catalog = _catalog(dummy_prompts.iloc[:1], llm_params, rubrics)
     before = embedded_client.stats.copy()

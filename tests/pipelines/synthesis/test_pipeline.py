@@ -68,7 +68,7 @@ def test_synthesis_pipeline_slice_from_steps(catalog):
 @pytest.mark.slow
 def test_synthesis_pipeline_embedded_model(catalog, embedded_client, monkeypatch):
     """The real model, one prompt, one round, tiny limits; probability-mode judge."""
-    monkeypatch.setattr("r2_write.roles.get_client", lambda cfg: embedded_client)
+    monkeypatch.setattr("r2_write.roles.get_client", lambda cfg, **kw: embedded_client)
     catalog["params:synthesis"] = {"num_prompts": 1, "loop": {"max_rounds": 1, "plan_tokens": 8, "draft_tokens": 24, "reflection_tokens": 12}}
     catalog["params:judge"] = {"mode": "probability"}
     one = [{"name": "Clarity", "criteria_description": "Is it clear?", **{b: f"band {b}" for b in BANDS}}]

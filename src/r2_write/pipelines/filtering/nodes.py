@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from r2_write.config import parse_params
 from r2_write.filtering import FilterConfig, apply_filter, difficulty_stats
 from r2_write.judge.judge import mean_score
+from r2_write.llm.budget import check_calls
 from r2_write.llm.config import SamplingParams
 from r2_write.roles import judge_for, policy_client
 from r2_write.rubrics.table import attach_rubrics, criteria_of
@@ -64,6 +65,7 @@ def sample_policy_responses(candidates: pd.DataFrame, policy_model: str, params:
     """
     cfg = parse_params(FilteringParams, params, "filtering")
     client = policy_client(llm, policy_model)
+    before = client.stats.copy()
     convs = [[{"role": "user", "content": p}] for p in candidates["prompt"]]
     rows = []
     for j in range(cfg.k):
@@ -71,6 +73,7 @@ def sample_policy_responses(candidates: pd.DataFrame, policy_model: str, params:
         for pid, g in zip(candidates["id"], client.generate(convs, sampling)):
             rows.append({"id": pid, "sample": j, "response": g.text, "answer": split_thinking(g.text)[1],
                          "tokens": g.completion_tokens, "error": g.error})
+    check_calls(client, before, "policy samples")
     return pd.DataFrame(rows, columns=["id", "sample", "response", "answer", "tokens", "error"])
 
 
