@@ -373,3 +373,31 @@ def test_check_disjoint_passes_and_fails():
     assert "sets 'train' and 'eval' share 1 text(s)" in message
     assert "'Write a sonnet.' (train id 'p1', eval id '17')" in message
     assert "'extra'" not in message
+
+
+def test_writingbench_files_frame_merges_shared_queries_and_tags_subsets(tmp_path):
+    from r2_write.data_io import writingbench_files_frame
+
+    full = _write(tmp_path, [_wb_row(1), _wb_row(2, query="Draft a memo.", domain2="Memos")], "benchmark_all.jsonl")
+    style = _write(tmp_path, [_wb_row(2, key="checklist", query="Draft a memo.", domain2="Memos")], "style_subset.jsonl")
+    other = _write(tmp_path, [_wb_row(1, query="A different query that reuses index 1.")], "length_subset.jsonl")
+    out = writingbench_files_frame([full, style, other])
+    assert list(out["id"]) == ["1", "2", "length:1"]  # identical query merged; a reused index made unique
+    assert list(out["subsets"]) == ["benchmark_all", "benchmark_all,style", "length"]
+    named = writingbench_files_frame({"all": full, "style": style})
+    assert list(named["subsets"]) == ["all", "all,style"]
+    with pytest.raises(InputDataError, match="subset name"):
+        writingbench_files_frame({"a,b": full})
+    with pytest.raises(InputDataError, match="no WritingBench file"):
+        writingbench_files_frame({})
+
+
+def test_writingbench_files_frame_reads_the_real_subsets(bench):
+    from r2_write.data_io import writingbench_files_frame
+
+    out = writingbench_files_frame({"format": bench / "writingbench" / "format_subset.jsonl",
+                                    "length": bench / "writingbench" / "length_subset.jsonl"})
+    # the two files reuse indices for other queries and give their 58 shared queries other criteria
+    assert len(out) == 342 + 222 and out["id"].is_unique
+    assert out["subsets"].value_counts().to_dict() == {"format": 342, "length": 222}
+    assert out["subdomain"].ne("").all()

@@ -25,8 +25,8 @@ TINY = ",".join(
         "sft.max_steps=1", "sft.max_length=96", "sft.per_device_train_batch_size=1",
         *[f"{v}.{k}" for v in ("ppo", "ppo_outcome") for k in ("total_steps=1", "batch_size=1", "mini_batch_size=1", "max_new_tokens=8", "save_every=0")],
         "grpo.max_steps=1", "grpo.per_device_train_batch_size=2", "grpo.num_generations=2", "grpo.max_completion_length=8",
-        "evaluation.generation.max_new_tokens=16", "evaluation.writingbench.num_queries=1",
-        "evaluation.writingbench.num_length_queries=1", "evaluation.deepresearchgym.num_queries=1",
+        "evaluation.generation.max_new_tokens=16", "evaluation.writingbench.num_queries=1",  # 1 per file
+        "evaluation.deepresearchgym.num_queries=1",
         "evaluation.deepresearchgym.max_key_points=2", "evaluation.deepresearchgym.max_new_tokens=16",
     ]
 )

@@ -63,6 +63,7 @@ __all__ = [
     "queries_from_frame",
     "resolve_benchmark_dir",
     "validate_prompts",
+    "writingbench_files_frame",
     "writingbench_frame",
 ]
 
@@ -541,6 +542,70 @@ def writingbench_frame(queries: list[RubricQuery]) -> pd.DataFrame:
         for q in queries
     ]
     return pd.DataFrame(rows, columns=list(WRITINGBENCH_COLUMNS))
+
+
+def subset_name(path: str | os.PathLike) -> str:
+    """The requirement-subset name of a WritingBench file: its stem without ``_subset``.
+
+    >>> subset_name("benchmark_query/requirement/format/format_subset.jsonl"), subset_name("benchmark_all.jsonl")
+    ('format', 'benchmark_all')
+    """
+    stem = Path(path).stem
+    return stem[: -len("_subset")] if stem.endswith("_subset") and len(stem) > len("_subset") else stem
+
+
+def writingbench_files_frame(
+    files: Mapping[str, str | os.PathLike] | Iterable[str | os.PathLike],
+    limit: int | None = None,
+    *,
+    max_chars: int = MAX_CHARS,
+) -> pd.DataFrame:
+    """Load any number of WritingBench files into one table that remembers where each query came from.
+
+    The official release holds the full set (``benchmark_all.jsonl``) and requirement subsets
+    (``requirement/<style|format|length>/<name>_subset.jsonl``) that repeat some of its
+    queries. A query found in several files with the same index, text and criteria is one
+    row, tagged with every file (subset) holding it, so it is judged once and counts in each
+    subset's score. Rows that differ (other files reuse indices for other queries, or give the
+    same query other criteria) stay separate rows; when such a row's index is already taken,
+    its ``id`` becomes ``<subset>:<index>``.
+
+    Args:
+        files: ``{subset name: path}``, or paths (named by :func:`subset_name`), in order.
+        limit: Read only the first ``limit`` queries of each file.
+        max_chars: Longest accepted text field, in characters.
+
+    Returns:
+        Columns ``id, domain, subdomain, query, criteria, subsets`` (the subset names of the
+        row, comma-separated, in file order).
+    """
+    named = dict(files) if isinstance(files, Mapping) else {subset_name(p): p for p in files}
+    if not named:
+        raise InputDataError("no WritingBench file configured")
+    for name in named:
+        if not name or "," in str(name):
+            raise InputDataError(f"WritingBench subset name {name!r}: must be non-empty and hold no comma")
+    rows: list[dict] = []
+    by_content: dict[tuple, int] = {}
+    taken: set[str] = set()
+    for name, path in named.items():
+        frame = writingbench_frame(load_writingbench(path, limit, max_chars=max_chars))
+        for rec in frame.to_dict("records"):
+            key = (rec["id"], rec["query"], rec["criteria"])
+            if key in by_content:
+                row = rows[by_content[key]]
+                if name not in row["subsets"]:
+                    row["subsets"].append(name)
+                continue
+            rid = rec["id"] if rec["id"] not in taken else f"{name}:{rec['id']}"
+            if rid in taken:
+                raise InputDataError(f"{path}: query id {rid!r} is used twice across the WritingBench files")
+            taken.add(rid)
+            by_content[key] = len(rows)
+            rows.append({**rec, "id": rid, "subsets": [name]})
+    out = pd.DataFrame(rows, columns=[*WRITINGBENCH_COLUMNS, "subsets"])
+    out["subsets"] = [",".join(v) for v in out["subsets"]]
+    return out
 
 
 def queries_from_frame(

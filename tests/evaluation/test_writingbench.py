@@ -114,3 +114,31 @@ def test_generate_cuts_thinking_and_judge_skips_failed_generations():
     assert list(scores["criterion"]) == ["X", "Y", "Z"]
     assert list(scores["score"][:2]) == [7.0, 7.0] and math.isnan(scores.loc[2, "score"])
     assert scores.loc[2, "error"].startswith("generation failed")
+
+
+def test_breakdown_by_domain_subset_and_subdomain_hand_computed():
+    from r2_write.evaluation.compare import breakdown_markdown, breakdown_wide
+    from r2_write.evaluation.writingbench import breakdown_table
+
+    rows = [  # id, domain, subdomain, subsets, scores of its criteria
+        ("a", "Education", "Lesson Plans", "format,length", [8, 6]),
+        ("b", "Education", "Exams", "format", [10]),
+        ("c", "Politics & Law", "Memos", "length", [4, 5, None]),
+        ("d", "Politics & Law", "Memos", "length", [None]),  # never scored: in no mean
+    ]
+    scores = pd.DataFrame([(i, d, s, t, f"c{k}", v) for i, d, s, t, vs in rows for k, v in enumerate(vs)],
+                          columns=["id", "domain", "subdomain", "subsets", "criterion", "score"])
+    t = breakdown_table(scores).set_index(["level", "group"])
+    assert list(t.index) == [("domain", "Politics & Law"), ("domain", "Education"), ("subset", "format"), ("subset", "length"),
+                             ("subdomain", "Memos"), ("subdomain", "Exams"), ("subdomain", "Lesson Plans")]
+    assert t.loc[("domain", "Education"), "score"] == 8.5  # (7 + 10) / 2
+    assert t.loc[("subset", "format"), "score_100"] == 85.0 and t.loc[("subset", "length"), "score"] == 5.75  # (7 + 4.5) / 2
+    assert t.loc[("subdomain", "Memos"), ["domain", "n_queries", "score"]].tolist() == ["Politics & Law", 1, 4.5]
+    assert aggregate_writingbench(scores)["subsets_100"] == {"format": 85.0, "length": 57.5}
+
+    wide = breakdown_wide([breakdown_table(scores).assign(variant="base"), breakdown_table(scores.assign(score=10)).assign(variant="sft")])
+    assert list(wide.columns) == ["level", "group", "domain", "n_queries", "base", "sft"]
+    assert wide.set_index("group").loc["Memos", ["n_queries", "base", "sft"]].tolist() == [2, 45.0, 100.0]  # sft scored d too
+    md = breakdown_markdown(wide)
+    assert "## WritingBench by requirement subset" in md and "| format | 2 | 85.0 | 100.0 |" in md
+    assert "| Politics & Law | Memos | 2 | 45.0 | 100.0 |" in md

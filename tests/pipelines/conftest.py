@@ -21,7 +21,7 @@ def improving_respond(conv, sampling):
 def fake_llm(monkeypatch):
     """Every role's client (``r2_write.roles.get_client``) is one scripted fake client."""
     client = make_client(FakeBackend(respond=improving_respond))
-    monkeypatch.setattr("r2_write.roles.get_client", lambda cfg: client)
+    monkeypatch.setattr("r2_write.roles.get_client", lambda cfg, **kw: client)
     return client
 
 

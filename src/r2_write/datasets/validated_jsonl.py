@@ -32,6 +32,20 @@ class ValidatedJSONLDataset(AbstractDataset[None, pd.DataFrame]):
           load_args:
             limit: 20
 
+    A ``writingbench`` dataset may read several files at once (``filepaths``: subset name ->
+    path), e.g. the full set and its requirement subsets; the table then has a ``subsets``
+    column naming the files that hold each query
+    (:func:`r2_write.data_io.writingbench_files_frame`):
+
+    .. code-block:: yaml
+
+        writingbench_queries:
+          type: r2_write.datasets.validated_jsonl.ValidatedJSONLDataset
+          kind: writingbench
+          filepaths:
+            all: /data/WritingBench/benchmark_query/benchmark_all.jsonl
+            style: /data/WritingBench/benchmark_query/requirement/style/style_subset.jsonl
+
     Example:
 
     >>> ds = ValidatedJSONLDataset(filepath="data/01_raw/prompts.jsonl", kind="prompts")
@@ -44,7 +58,8 @@ class ValidatedJSONLDataset(AbstractDataset[None, pd.DataFrame]):
     def __init__(
         self,
         *,
-        filepath: str,
+        filepath: str | None = None,
+        filepaths: dict[str, str] | None = None,
         kind: Kind,
         load_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
@@ -53,6 +68,9 @@ class ValidatedJSONLDataset(AbstractDataset[None, pd.DataFrame]):
 
         Args:
             filepath: Path of the JSON-lines file.
+            filepaths: ``writingbench`` only, instead of ``filepath``: subset name -> path of
+                each WritingBench file to read into one table (a ``subsets`` column says
+                which files hold each query).
             kind: ``prompts`` (id, domain, language, prompt), ``writingbench`` (index,
                 domain1, domain2, query, criteria|checklist) or ``deepresearchgym``
                 (id, query, key_points).
@@ -61,7 +79,12 @@ class ValidatedJSONLDataset(AbstractDataset[None, pd.DataFrame]):
         """
         if kind not in ("prompts", "writingbench", "deepresearchgym"):
             raise DatasetError(f"kind must be prompts, writingbench or deepresearchgym, got {kind!r}")
-        self._filepath = PurePosixPath(filepath)
+        if (filepath is None) == (filepaths is None):
+            raise DatasetError("give exactly one of filepath and filepaths")
+        if filepaths is not None and (kind != "writingbench" or not filepaths or not isinstance(filepaths, dict)):
+            raise DatasetError("filepaths (a non-empty mapping subset name -> path) is for kind writingbench only")
+        self._filepaths = {str(k): PurePosixPath(v) for k, v in (filepaths or {}).items()}
+        self._filepath = PurePosixPath(filepath) if filepath is not None else next(iter(self._filepaths.values()))
         self._kind = kind
         self._load_args = {**self.DEFAULT_LOAD_ARGS, **deepcopy(load_args or {})}
         self.metadata = metadata
@@ -71,7 +94,8 @@ class ValidatedJSONLDataset(AbstractDataset[None, pd.DataFrame]):
         if self._kind == "prompts":
             return data_io.load_prompts(path)
         if self._kind == "writingbench":
-            return data_io.writingbench_frame(data_io.load_writingbench(path, **self._load_args))
+            files = {k: str(v) for k, v in self._filepaths.items()} or [path]
+            return data_io.writingbench_files_frame(files, **self._load_args)
         queries = data_io.load_deepresearchgym(path, **self._load_args)
         return pd.DataFrame(
             [
@@ -87,9 +111,11 @@ class ValidatedJSONLDataset(AbstractDataset[None, pd.DataFrame]):
     def _exists(self) -> bool:
         from pathlib import Path
 
-        return Path(self._filepath).exists()
+        return all(Path(p).exists() for p in (self._filepaths.values() or [self._filepath]))
 
     def _describe(self) -> dict[str, Any]:
+        if self._filepaths:
+            return {"filepaths": {k: str(v) for k, v in self._filepaths.items()}, "kind": self._kind, "load_args": self._load_args}
         return {"filepath": str(self._filepath), "kind": self._kind, "load_args": self._load_args}
 
     def preview(self, nrows: int = 5):

@@ -76,11 +76,13 @@ def variant_metrics(writingbench: dict, drg: dict, responses: pd.DataFrame) -> d
             length and reflection counts are over the successfully generated ones.
 
     Returns:
-        ``{name: value}``; scores on the 100 scale, NaN where nothing was scored.
+        ``{name: value}``; scores on the 100 scale, NaN where nothing was scored; then
+        ``writingbench_subset_<name>`` per requirement subset (file) evaluated.
     """
     ok = responses[responses["error"].isna()] if "error" in responses else responses
     out = {"writingbench_overall": writingbench["overall_100"]}
     out.update({f"writingbench_{slug(d)}": writingbench["domains_100"].get(d, math.nan) for d in DOMAINS})
+    subsets = {f"writingbench_subset_{slug(k)}": v for k, v in writingbench.get("subsets_100", {}).items()}
     out.update({"kpr": drg["kpr"], "kpc": drg["kpc"], "kp_omitted_rate": drg["omitted_rate"]})
     out["quality_overall"] = drg["quality_overall"]
     out.update({f"quality_{slug(c)}": drg["quality_100"].get(c, math.nan) for c in QUALITY_CRITERIA})
@@ -100,6 +102,7 @@ def variant_metrics(writingbench: dict, drg: dict, responses: pd.DataFrame) -> d
             "kpr_degenerate_judge": float(drg.get("all_supported", False)),
         }
     )
+    out.update(subsets)  # one column per requirement subset (file), after the shared names
     if out["kpr_degenerate_judge"]:
         logger.warning(
             "the key-point judge labelled all %d key points Supported: KPR %.1f reflects the judge, not the variant",
@@ -171,18 +174,24 @@ def to_markdown(
     | base | 50.0 ⚠ |
     """
     numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
+    integer = [pd.api.types.is_integer_dtype(table[c]) for c in table.columns]
     marks = marks or {}
 
-    def cell(v, num: bool) -> str:
+    def cell(v, num: bool, whole: bool = False) -> str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "-"
+        if num and whole:
+            return str(int(v))
         return f"{v:.{digits}f}" if num and isinstance(v, (int, float)) else str(v).replace("|", "\\|")
 
     lines = [f"## {title}", ""] if title else []
     lines.append("| " + " | ".join(map(str, table.columns)) + " |")
     lines.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
     for i, row in enumerate(table.itertuples(index=False)):
-        cells = [cell(v, n) + (f" {marks[(i, c)]}" if (i, c) in marks else "") for v, n, c in zip(row, numeric, table.columns)]
+        cells = [
+            cell(v, n, w) + (f" {marks[(i, c)]}" if (i, c) in marks else "")
+            for v, n, w, c in zip(row, numeric, integer, table.columns)
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -220,6 +229,41 @@ def comparison_marks(table: pd.DataFrame) -> tuple[dict[tuple[int, str], str], l
         "so this KPR measures the judge, not the variant.",
     }
     return marks, [notes[m] for m in (MARK_TRUNCATED, MARK_DEGENERATE) if m in used]
+
+
+def breakdown_wide(breakdowns: list[pd.DataFrame]) -> pd.DataFrame:
+    """Variants side by side in the WritingBench breakdown (domain, requirement subset, subdomain).
+
+    Args:
+        breakdowns: Each variant's ``breakdown_table`` with a ``variant`` column.
+
+    Returns:
+        Columns level, group, domain, n_queries (the most any variant had scored), then one
+        column per variant (100 scale), rows in the order of the first breakdown.
+    """
+    keys = ["level", "group", "domain"]
+    if not breakdowns:
+        return pd.DataFrame(columns=[*keys, "n_queries"])
+    long = pd.concat(breakdowns, ignore_index=True)
+    order = long.drop_duplicates(keys)[keys]
+    wide = long.pivot_table(index=keys, columns="variant", values="score_100", aggfunc="first", sort=False)
+    n = long.groupby(keys, sort=False)["n_queries"].max()
+    variants = list(dict.fromkeys(long["variant"]))
+    out = order.merge(n.reset_index(), on=keys, how="left").merge(wide.reset_index(), on=keys, how="left")
+    return out[[*keys, "n_queries", *variants]].reset_index(drop=True)
+
+
+def breakdown_markdown(wide: pd.DataFrame) -> str:
+    """Markdown sections of :func:`breakdown_wide`: requirement subsets, then subdomains."""
+    parts = []
+    subsets = wide[wide["level"] == "subset"].drop(columns=["level", "domain"]).rename(columns={"group": "subset"})
+    if len(subsets):
+        parts.append(to_markdown(subsets, title="WritingBench by requirement subset (100 scale)"))
+    subs = wide[wide["level"] == "subdomain"].drop(columns=["level"]).rename(columns={"group": "subdomain"})
+    subs = subs[["domain", "subdomain", *[c for c in subs.columns if c not in ("domain", "subdomain")]]]
+    if len(subs):
+        parts.append(to_markdown(subs, title="WritingBench by subdomain (domain2, 100 scale)"))
+    return "\n".join(parts)
 
 
 def comparison_chart(table: pd.DataFrame) -> Figure:

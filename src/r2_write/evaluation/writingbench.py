@@ -30,10 +30,11 @@ from r2_write.rubrics.schema import DOMAINS, Criterion
 from r2_write.trajectory import split_thinking
 
 RESPONSE_COLUMNS = [
-    "id", "domain", "subdomain", "query", "criteria", "response", "answer",
+    "id", "domain", "subdomain", "subsets", "query", "criteria", "response", "answer",
     "response_tokens", "finish_reason", "error",
 ]
-SCORE_COLUMNS = ["id", "domain", "criterion", "score", "reason", "attempts", "error", "truncated"]
+SCORE_COLUMNS = ["id", "domain", "subdomain", "subsets", "criterion", "score", "reason", "attempts", "error", "truncated"]
+QUERY_COLUMNS = ["id", "domain", "subdomain", "subsets", "query", "criteria"]
 
 
 def response_messages(query: str) -> Conversation:
@@ -50,7 +51,8 @@ def generate_responses(client: LLMClient, queries: pd.DataFrame, sampling: Sampl
 
     Args:
         client: The variant's model client.
-        queries: Columns id, domain, subdomain, query, criteria (JSON).
+        queries: Columns id, domain, subdomain, query, criteria (JSON) and optionally subsets
+            (the files holding the query, comma-separated; "" when absent).
         sampling: Generation settings.
 
     Returns:
@@ -58,7 +60,9 @@ def generate_responses(client: LLMClient, queries: pd.DataFrame, sampling: Sampl
         marker), response_tokens, finish_reason and error (None when the call succeeded).
     """
     gens = client.generate([response_messages(q) for q in queries["query"]], sampling)
-    out = queries[["id", "domain", "subdomain", "query", "criteria"]].copy()
+    out = queries.reindex(columns=QUERY_COLUMNS)
+    out["subdomain"] = out["subdomain"].fillna("")
+    out["subsets"] = out["subsets"].fillna("")
     out["response"] = [g.text for g in gens]
     out["answer"] = [split_thinking(g.text)[1] for g in gens]
     out["response_tokens"] = [int(g.completion_tokens) for g in gens]
@@ -78,9 +82,9 @@ def judge_responses(judge: RubricJudge, responses: pd.DataFrame) -> pd.DataFrame
         responses: Output of :func:`generate_responses`.
 
     Returns:
-        One row per (query, criterion): id, domain, criterion, score (NaN if unscored),
-        reason, attempts, error, truncated (the answer was cut at the judge's
-        ``max_judged_chars``).
+        One row per (query, criterion): id, domain, subdomain, subsets, criterion, score
+        (NaN if unscored), reason, attempts, error, truncated (the answer was cut at the
+        judge's ``max_judged_chars``).
     """
     ok = responses[responses["error"].isna()]
     rubrics = [[Criterion.model_validate(c) for c in json.loads(crit)] for crit in ok["criteria"]]
@@ -88,13 +92,83 @@ def judge_responses(judge: RubricJudge, responses: pd.DataFrame) -> pd.DataFrame
     rows = []
     for idx, r in zip(responses.index, responses.itertuples()):
         names = [c["name"] for c in json.loads(r.criteria)]
+        where = [r.id, r.domain, _text(getattr(r, "subdomain", "")), _text(getattr(r, "subsets", ""))]
         if idx not in results:
-            rows += [[r.id, r.domain, n, math.nan, "", 0, f"generation failed: {r.error}", False] for n in names]
+            rows += [[*where, n, math.nan, "", 0, f"generation failed: {r.error}", False] for n in names]
             continue
         for n, res in zip(names, results[idx]):
             score = math.nan if res.score is None else float(res.score)
-            rows.append([r.id, r.domain, n, score, res.reason, res.attempts, res.error, res.truncated])
+            rows.append([*where, n, score, res.reason, res.attempts, res.error, res.truncated])
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+def _text(v) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
+def _per_query(scores: pd.DataFrame) -> pd.DataFrame:
+    """One row per query with at least one score: id, mean (1-10), domain, subdomain, subsets."""
+    s = pd.to_numeric(scores["score"], errors="coerce")
+    means = scores.assign(score=s)[s.notna()].groupby("id", sort=False)["score"].mean()
+    meta = scores.drop_duplicates("id").set_index("id").reindex(means.index)
+    out = pd.DataFrame({"id": means.index, "mean": means.to_numpy(), "domain": meta["domain"].to_numpy()})
+    for col in ("subdomain", "subsets"):
+        out[col] = [_text(v) for v in meta[col]] if col in meta.columns else ""
+    return out
+
+
+def _domain_order(domains) -> list[str]:
+    present = set(domains)
+    return [d for d in DOMAINS if d in present] + sorted(d for d in present if d not in DOMAINS)
+
+
+def subset_scores(scores: pd.DataFrame) -> dict[str, float]:
+    """Per requirement subset (file): the mean of the per-query means of its queries (1-10).
+
+    As ``calculate_scores.py`` computes ``<requirement>_R``; a query held by several files
+    counts in each. Subsets in order of first appearance; none without a ``subsets`` column.
+
+    >>> df = pd.DataFrame({"id": ["a", "a", "b"], "domain": ["Education"] * 3, "criterion": ["c1", "c2", "c1"],
+    ...                    "score": [8, 6, 10], "subsets": ["format,length", "format,length", "length"]})
+    >>> subset_scores(df)
+    {'format': 7.0, 'length': 8.5}
+    """
+    pq = _per_query(scores)
+    if "subsets" not in scores.columns or not len(pq):
+        return {}
+    tags = pq["subsets"].str.split(",")
+    names = [n for n in dict.fromkeys(n for t in tags for n in t) if n]
+    return {n: float(pq.loc[tags.map(lambda t, n=n: n in t), "mean"].mean()) for n in names}
+
+
+def breakdown_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """WritingBench breakdown by domain, requirement subset and subdomain (``domain2``).
+
+    Each group's score is the mean of its queries' means, as the official
+    ``calculate_scores.py`` (``Domain1_*``, ``<requirement>_R``, ``Domain2_*``).
+
+    Returns:
+        Columns level (domain | subset | subdomain), group, domain (a subdomain's domain,
+        else ""), n_queries, score (1-10), score_100 (x10); domains in WritingBench order,
+        subsets in file order, subdomains by domain then name.
+    """
+    pq = _per_query(scores)
+    rows = []
+    for d in _domain_order(pq["domain"]):
+        g = pq[pq["domain"] == d]
+        rows.append(("domain", d, "", len(g), float(g["mean"].mean())))
+    if "subsets" in scores.columns and len(pq):
+        tags = pq["subsets"].str.split(",")
+        for n in [n for n in dict.fromkeys(n for t in tags for n in t) if n]:
+            g = pq[tags.map(lambda t, n=n: n in t)]
+            rows.append(("subset", n, "", len(g), float(g["mean"].mean())))
+    for d in _domain_order(pq["domain"]):
+        sub = pq[(pq["domain"] == d) & (pq["subdomain"] != "")]
+        for name, g in sorted(sub.groupby("subdomain"), key=lambda kv: kv[0]):
+            rows.append(("subdomain", name, d, len(g), float(g["mean"].mean())))
+    out = pd.DataFrame(rows, columns=["level", "group", "domain", "n_queries", "score"])
+    out["score_100"] = out["score"] * 10
+    return out
 
 
 def aggregate_writingbench(scores: pd.DataFrame) -> dict:
@@ -107,7 +181,9 @@ def aggregate_writingbench(scores: pd.DataFrame) -> dict:
     Returns:
         ``overall`` (mean of all scored criteria, 1-10) and ``overall_100`` (x10);
         ``domains`` / ``domains_100``: per domain the mean of its queries' means (domains in
-        WritingBench order, then any other); ``per_query``: id -> mean; counts
+        WritingBench order, then any other); ``subsets`` / ``subsets_100``: the same per
+        requirement subset (:func:`subset_scores`, when ``scores`` has a ``subsets``
+        column); ``per_query``: id -> mean; counts
         ``n_queries`` (with at least one score), ``n_scored``, ``n_unscored`` (criteria) and
         ``n_queries_unscored`` (queries with no score at all) and ``n_truncated`` (answers
         cut at the judge's ``max_judged_chars``, when ``scores`` has a ``truncated``
@@ -135,6 +211,8 @@ def aggregate_writingbench(scores: pd.DataFrame) -> dict:
         "overall_100": overall * 10,
         "domains": domains,
         "domains_100": {d: v * 10 for d, v in domains.items()},
+        "subsets": (subsets := subset_scores(scores)),
+        "subsets_100": {k: v * 10 for k, v in subsets.items()},
         "per_query": {str(k): float(v) for k, v in per_query.items()},
         "n_queries": int(len(per_query)),
         "n_scored": int(len(scored)),

@@ -44,21 +44,17 @@ def _criteria(prefix: str, n: int = 5) -> str:
 
 @pytest.fixture
 def wb_queries() -> pd.DataFrame:
+    """Two WritingBench files as ``writingbench_queries`` loads them: query 1 is in both."""
     return pd.DataFrame(
         {
-            "id": ["1", "2", "3"],
-            "domain": ["Education", "Politics & Law", "Education"],
-            "subdomain": ["", "", ""],
-            "query": ["Write a lesson plan.", "Draft a policy memo.", "Explain fractions."],
-            "criteria": [_criteria("A"), _criteria("B"), _criteria("C")],
+            "id": ["1", "2", "3", "900"],
+            "domain": ["Education", "Politics & Law", "Education", "Education"],
+            "subdomain": ["Lesson Plans", "Policy Memos", "Lesson Plans", ""],
+            "query": ["Write a lesson plan.", "Draft a policy memo.", "Explain fractions.", "Write 500 words on tides."],
+            "criteria": [_criteria("A"), _criteria("B"), _criteria("C"), _criteria("C")],
+            "subsets": ["format,length", "format", "format", "length"],
         }
     )
-
-
-@pytest.fixture
-def wb_length_queries(wb_queries) -> pd.DataFrame:
-    extra = wb_queries.iloc[[2]].assign(id="900", query="Write 500 words on tides.")
-    return pd.concat([wb_queries.iloc[[0]], extra], ignore_index=True)  # id 1 repeats the format subset
 
 
 @pytest.fixture
@@ -72,7 +68,7 @@ def drg_queries() -> pd.DataFrame:
 def eval_params() -> dict:
     return {
         "generation": {"temperature": 0.0, "max_new_tokens": 24, "seed": 0},
-        "writingbench": {"num_queries": 2, "num_length_queries": 2, "judge": {"mode": "generate"}},
+        "writingbench": {"num_queries": {"format": 2, "length": 2}, "judge": {"mode": "generate"}},
         "deepresearchgym": {"num_queries": 1, "max_key_points": 3, "retriever": {"kind": "closed_book"},
                             "judge": {"mode": "generate"}},
     }

@@ -28,11 +28,19 @@ from r2_write.pipelines.evaluation.nodes import (
 from r2_write.prompts.report_judge import QUALITY_CRITERIA
 
 
-def test_select_writingbench_queries(wb_queries, wb_length_queries, eval_params):
-    out = select_writingbench_queries(wb_queries, wb_length_queries, eval_params)
-    assert list(out["id"]) == ["1", "2", "900"]  # 2 format + 2 length, duplicate id 1 dropped
-    all_ = select_writingbench_queries(wb_queries, wb_length_queries, {"writingbench": {"num_queries": None, "num_length_queries": 0}})
-    assert list(all_["id"]) == ["1", "2", "3"]
+def test_select_writingbench_queries(wb_queries, eval_params):
+    out = select_writingbench_queries(wb_queries, eval_params)
+    assert list(out["id"]) == ["1", "2", "900"]  # 2 format + 2 length, query 1 (in both) taken once
+    assert list(out["subsets"]) == ["format,length", "format", "length"]
+    all_ = select_writingbench_queries(wb_queries, {"writingbench": {"num_queries": {"format": None}}})
+    assert list(all_["id"]) == ["1", "2", "3"]  # length not named: none of its own
+    one_each = select_writingbench_queries(wb_queries, {"writingbench": {"num_queries": 1}})
+    assert list(one_each["id"]) == ["1"]  # the first of format is also the first of length
+    assert len(select_writingbench_queries(wb_queries, {"writingbench": {"num_queries": None}})) == 4
+    no_tags = select_writingbench_queries(wb_queries.drop(columns="subsets"), {"writingbench": {"num_queries": 2}})
+    assert list(no_tags["id"]) == ["1", "2"] and set(no_tags["subsets"]) == {"writingbench"}
+    with pytest.raises(ConfigError, match="num_queries"):
+        select_writingbench_queries(wb_queries, {"writingbench": {"num_queries": {"format": -1}}})
 
 
 def test_select_drg_queries_truncates_key_points(drg_queries):
@@ -49,14 +57,14 @@ def test_retrieve_closed_book(drg_queries, eval_params):
 
 def test_bad_parameters_name_the_field(wb_queries, eval_params):
     with pytest.raises(ConfigError, match="evaluation.writingbench.num_querys"):
-        select_writingbench_queries(wb_queries, wb_queries, {"writingbench": {"num_querys": 1}})
+        select_writingbench_queries(wb_queries, {"writingbench": {"num_querys": 1}})
     with pytest.raises(ValueError, match="llm.policy"):
         nodes._policy_client({"judge": {}}, "data/06_models/base_model")
 
 
-def test_variant_nodes_end_to_end(eval_llm, wb_queries, wb_length_queries, drg_queries, eval_params, llm_params):
+def test_variant_nodes_end_to_end(eval_llm, wb_queries, drg_queries, eval_params, llm_params):
     judge = {"mode": "probability", "max_attempts": 2}
-    inputs = select_writingbench_queries(wb_queries, wb_length_queries, eval_params)
+    inputs = select_writingbench_queries(wb_queries, eval_params)
     responses = generate_writingbench_responses("fake-dir", inputs, eval_params, llm_params)
     assert (responses["answer"] == "Final answer with https://example.org/source.").all()
     scores = judge_writingbench_responses(responses, eval_params, llm_params, judge)
@@ -69,7 +77,7 @@ def test_variant_nodes_end_to_end(eval_llm, wb_queries, wb_length_queries, drg_q
     quality = judge_drg_quality(reports, eval_params, llm_params, judge)
     assert list(quality["criterion"]) == list(QUALITY_CRITERIA) and (quality["rating"] == 6).all()
 
-    summary, metrics = summarize_variant(responses, scores, labels, quality, variant="sft")
+    summary, metrics, breakdown = summarize_variant(responses, scores, labels, quality, variant="sft")
     row = summary.iloc[0]
     assert row["variant"] == "sft"
     assert row["writingbench_overall"] == 70.0 and row["writingbench_education"] == 70.0
@@ -78,6 +86,11 @@ def test_variant_nodes_end_to_end(eval_llm, wb_queries, wb_length_queries, drg_q
     assert row["reflections_per_response"] == 1.0
     assert metrics["eval/sft/writingbench_overall"] == {"value": 70.0, "step": 0}
     assert "eval/sft/writingbench_finance_business" not in metrics  # NaN (no such query): not logged
+    assert row["writingbench_subset_format"] == 70.0 and metrics["eval/sft/writingbench_subset_length"]["value"] == 70.0
+    assert set(scores["subsets"]) == {"format,length", "format", "length"}
+    by = breakdown.set_index(["level", "group"])
+    assert by.loc[("subset", "format"), "n_queries"] == 2 and by.loc[("subset", "length"), "n_queries"] == 2
+    assert by.loc[("subdomain", "Lesson Plans"), "domain"] == "Education" and (breakdown["variant"] == "sft").all()
 
 
 @pytest.fixture
@@ -113,13 +126,14 @@ def test_summaries_log_nested_runs_with_the_same_metric_names(mlflow_tmp):
 
 def test_summary_without_active_run_logs_nothing(monkeypatch):
     monkeypatch.setattr(mlflow, "start_run", lambda *a, **k: pytest.fail("no run must be started"))
-    summary, _ = summarize_variant(*_tiny_tables(), variant="base")
+    summary, _, _ = summarize_variant(*_tiny_tables(), variant="base")
     assert summary.loc[0, "kpr"] == 100.0
 
 
 def test_compare_variants_and_reflection_effects(steps):
     summaries = [pd.DataFrame([{"variant": v, "writingbench_overall": s, "kpr": k}]) for v, s, k in (("base", 50.0, 30.0), ("ppo", 60.0, 45.0))]
-    table, md, fig = compare_variants(*summaries)
+    table, md, fig, breakdown = compare_variants(*summaries)
+    assert breakdown.empty
     assert list(table["variant"]) == ["base", "ppo"]
     assert "| ppo | 60.0 |" in md and isinstance(fig, Figure)
     effects, fig2 = reflection_effects(steps)
@@ -158,7 +172,7 @@ def test_30000_character_report_judged_whole(monkeypatch, llm_params):
     labels = judge_drg_key_points(reports, params, llm_params, {})
     quality = judge_drg_quality(reports, params, llm_params, {})
     assert list(labels["label"]) == ["Supported"] and not labels["truncated"].any()
-    summary, _ = summarize_variant(responses, scores, labels, quality, variant="base")
+    summary, _, _ = summarize_variant(responses, scores, labels, quality, variant="base")
     assert summary.loc[0, "kpr"] == 100.0 and summary.loc[0, "judged_truncated"] == 0
 
     # a judge context limit cuts the passage away: the key point reads Omitted, and the cut is counted and marked
@@ -166,8 +180,36 @@ def test_30000_character_report_judged_whole(monkeypatch, llm_params):
     labels = judge_drg_key_points(reports, cut, llm_params, {})
     quality = judge_drg_quality(reports, cut, llm_params, {})
     assert list(labels["label"]) == ["Omitted"] and labels["truncated"].all() and quality["truncated"].all()
-    summary, metrics = summarize_variant(responses, scores, labels, quality, variant="base")
+    summary, metrics, _ = summarize_variant(responses, scores, labels, quality, variant="base")
     assert summary.loc[0, "judged_truncated"] == 1 and summary.loc[0, "drg_judged_truncated"] == 1
     assert metrics["eval/base/judged_truncated"]["value"] == 1.0
-    _, md, _ = compare_variants(summary)
+    _, md, _, _ = compare_variants(summary)
     assert "| 0.0 † |" in md and "max_judged_chars" in md  # KPR cell marked, footnote present
+
+
+def test_official_format_files_any_language_and_criteria_count(eval_llm, tmp_path, llm_params):
+    """Official WritingBench files (English and Chinese, `criteria` or `checklist`, 1 or 5 criteria) need no code change."""
+    from r2_write.datasets.validated_jsonl import ValidatedJSONLDataset
+    from r2_write.rubrics.schema import BANDS
+
+    def crit(name):
+        return {"name": name, "criteria_description": f"{name}?", **{b: f"{name} {b}" for b in BANDS}}
+
+    zh = {"index": 7, "domain1": "Education", "domain2": "教案", "query": "请为五年级写一份关于分数的教案。",
+          "checklist": [crit("清晰度")]}
+    en = {"index": 7, "domain1": "Finance & Business", "domain2": "Memos", "query": "Write a cost memo.",
+          "criteria": [crit(f"C{k}") for k in range(5)]}
+    (tmp_path / "style_subset.jsonl").write_text(json.dumps(zh, ensure_ascii=False) + "\n", encoding="utf-8")
+    (tmp_path / "benchmark_all.jsonl").write_text(json.dumps(en) + "\n", encoding="utf-8")
+    queries = ValidatedJSONLDataset(kind="writingbench", filepaths={"all": str(tmp_path / "benchmark_all.jsonl"),
+                                                                     "style": str(tmp_path / "style_subset.jsonl")}).load()
+    params = {"generation": {"max_new_tokens": 8}, "writingbench": {"num_queries": None, "judge": {"mode": "generate"}}}
+    inputs = select_writingbench_queries(queries, params)
+    assert list(inputs["id"]) == ["7", "style:7"]
+    responses = generate_writingbench_responses("fake-dir", inputs, params, llm_params)
+    scores = judge_writingbench_responses(responses, params, llm_params, {})
+    assert scores.groupby("id").size().to_dict() == {"7": 5, "style:7": 1}
+    summary, _, breakdown = summarize_variant(responses, scores, pd.DataFrame(columns=["id", "label"]),
+                                              pd.DataFrame(columns=["id", "criterion", "rating"]), variant="base")
+    assert summary.loc[0, "writingbench_overall"] == 70.0 and summary.loc[0, "writingbench_subset_style"] == 70.0
+    assert "教案" in set(breakdown["group"])

@@ -34,9 +34,10 @@ def test_pipeline_wiring():
         assert f"evaluation.{v}.metrics" in pipe.outputs()
     assert {"compare_variants_node", "reflection_effects_node", "retrieve_drg_passages_node"} <= names
     assert {"base_model", "sft.model", "ppo.model", "ppo_outcome.model", "grpo.model"} <= pipe.inputs()
-    assert {"writingbench_queries", "writingbench_length_queries", "deepresearchgym_queries", "synthesis.steps"} <= pipe.inputs()
+    assert {"writingbench_queries", "deepresearchgym_queries", "synthesis.steps"} <= pipe.inputs()
     compare = next(n for n in pipe.nodes if n.name == "compare_variants_node")
-    assert compare.inputs == [f"evaluation.{v}.summary" for v in VARIANTS]
+    assert compare.inputs[: len(VARIANTS)] == [f"evaluation.{v}.summary" for v in VARIANTS]
+    assert [f"evaluation.{v}.writingbench_breakdown" for v in VARIANTS] == compare.inputs[len(VARIANTS) :]
     assert all("evaluation" in n.tags for n in pipe.nodes)
     assert "evaluation_sft" in next(n for n in pipe.nodes if n.name.startswith("evaluation.sft.")).tags
 
@@ -58,10 +59,9 @@ class KeptMemoryDataset(MemoryDataset):
 INSPECTED = ("writingbench_scores", "drg_keypoint_labels", "drg_quality")
 
 
-def _catalog(wb, wb_length, drg, steps, params, llm, judge, variants) -> DataCatalog:
+def _catalog(wb, drg, steps, params, llm, judge, variants) -> DataCatalog:
     catalog = DataCatalog({f"evaluation.{v}.{name}": KeptMemoryDataset() for v in variants for name in INSPECTED})
     catalog["writingbench_queries"] = wb
-    catalog["writingbench_length_queries"] = wb_length
     catalog["deepresearchgym_queries"] = drg
     catalog["synthesis.steps"] = steps
     for model_dataset in set(variants.values()):
@@ -79,7 +79,8 @@ def _check_outputs(catalog, variants):
     for col in ("writingbench_overall", "kpr", "kpc", "quality_overall", "response_tokens"):
         assert table[col].notna().all(), col
     assert table["writingbench_overall"].between(10, 100).all() and table["kpr"].between(0, 100).all()
-    assert catalog.load("evaluation.comparison_markdown").count("\n| ") == len(variants) + 1  # header + rows
+    main_table = catalog.load("evaluation.comparison_markdown").split("\n## ")[0]
+    assert main_table.count("\n| ") == len(variants) + 1  # header + rows
     assert isinstance(catalog.load("evaluation.comparison_plot"), Figure)
     for v in variants:
         metrics = catalog.load(f"evaluation.{v}.metrics")
@@ -88,9 +89,9 @@ def _check_outputs(catalog, variants):
     return table
 
 
-def test_evaluation_pipeline_runs_with_fakes(eval_llm, wb_queries, wb_length_queries, drg_queries, steps, eval_params, llm_params):
+def test_evaluation_pipeline_runs_with_fakes(eval_llm, wb_queries, drg_queries, steps, eval_params, llm_params):
     variants = {"base": "base_model", "sft": "sft.model"}
-    catalog = _catalog(wb_queries, wb_length_queries, drg_queries, steps, eval_params, {**llm_params, "policy": {"model": "m"}},
+    catalog = _catalog(wb_queries, drg_queries, steps, eval_params, {**llm_params, "policy": {"model": "m"}},
                        {"mode": "generate"}, variants)
     SequentialRunner().run(create_pipeline(variants=variants), catalog)
     table = _check_outputs(catalog, variants)
@@ -120,11 +121,11 @@ def test_evaluation_pipeline_embedded_model(embedded_model_dir, steps, tmp_path)
     llm = {"judge": role, "policy": role}
     params = {
         "generation": {"temperature": 0.7, "max_new_tokens": 24, "seed": 0},
-        "writingbench": {"num_queries": 1, "num_length_queries": 0},
+        "writingbench": {"num_queries": 1},
         "deepresearchgym": {"num_queries": 1, "max_key_points": 3, "retriever": {"kind": "closed_book"}},
     }
     variants = {"base": "base_model", "sft": "base_model"}
-    catalog = _catalog(wb, wb.head(0), drg, steps, params, llm, {"mode": "probability"}, variants)
+    catalog = _catalog(wb, drg, steps, params, llm, {"mode": "probability"}, variants)
     SequentialRunner().run(create_pipeline(variants=variants), catalog)
     table = _check_outputs(catalog, variants)
     assert len(catalog.load("evaluation.base.writingbench_scores")) == 5

@@ -63,7 +63,7 @@ def test_trailing_redundant_steps_are_cut_before_sft():
 def _eval_sets():
     wb = pd.DataFrame({"id": ["1"], "query": ["A WritingBench query."]})
     drg = pd.DataFrame({"id": ["26"], "query": ["why do people cheat in sports"]})
-    return wb, wb.iloc[0:0], drg
+    return wb, drg
 
 
 def test_sft_set_keeps_passing_improved_trajectories():
@@ -75,26 +75,27 @@ def test_sft_set_keeps_passing_improved_trajectories():
 
 
 def test_overlap_with_an_evaluation_set_fails_loudly():
-    wb, wbl, drg = _eval_sets()
+    wb, drg = _eval_sets()
     sft = pd.DataFrame({"id": ["p1"], "prompt": ["Why do people  CHEAT in sports?"]})
     rl = pd.DataFrame({"id": ["p2"], "prompt": ["Something else."]})
     with pytest.raises(DataOverlapError, match="'sft' and 'evaluation'.*deepresearchgym:26"):
-        check_dataset_disjointness(sft, rl, wb, wbl, drg)
+        check_dataset_disjointness(sft, rl, wb, drg)
     with pytest.raises(DataOverlapError, match="share prompt ids"):
-        check_dataset_disjointness(sft, sft, wb, wbl, drg)
+        check_dataset_disjointness(sft, sft, wb, drg)
 
 
 def test_evaluation_sets_may_overlap_each_other():
-    wb, _, drg = _eval_sets()
+    wb, drg = _eval_sets()
+    wb = pd.concat([wb, wb.assign(id="length:1")], ignore_index=True)  # the WritingBench subsets share queries
     sft = pd.DataFrame({"id": ["p1"], "prompt": ["A prompt."]})
     rl = pd.DataFrame({"id": ["p2"], "prompt": ["Another prompt."]})
-    checks = check_dataset_disjointness(sft, rl, wb, wb, drg)  # the WritingBench subsets share queries
+    checks = check_dataset_disjointness(sft, rl, wb, drg)
     assert checks["disjoint"].all() and list(checks["set"]) == ["sft", "rl", "evaluation"]
 
 
 def test_scoring_pipeline(project_params, llm_params, fake_llm):
     crit = _criteria(project_params)
-    wb, wbl, drg = _eval_sets()
+    wb, drg = _eval_sets()
     kept_rl = pd.DataFrame(
         {"id": ["r1"], "domain": ["Education"], "language": ["en"], "prompt": ["Plan a lesson."], "criteria": [crit],
          "mean_score": [5.0], "std_score": [1.0]}
@@ -106,7 +107,6 @@ def test_scoring_pipeline(project_params, llm_params, fake_llm):
             "filtering.kept": kept_rl,
             "filtering.dropped": dropped_rl,
             "writingbench_queries": wb,
-            "writingbench_length_queries": wbl,
             "deepresearchgym_queries": drg,
             "params:llm": llm_params,
             "params:judge": {**project_params["judge"], "mode": "generate"},

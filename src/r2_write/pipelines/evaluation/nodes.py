@@ -7,7 +7,7 @@ import logging
 
 import pandas as pd
 from matplotlib.figure import Figure
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from r2_write.config import parse_params
 from r2_write.evaluation import compare, deepresearchgym as drg, writingbench as wb
@@ -26,11 +26,23 @@ class WritingBenchParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    num_queries: int | None = Field(None, ge=0, description="First N queries of writingbench_queries (None: all).")
-    num_length_queries: int | None = Field(0, ge=0, description="First N of writingbench_length_queries (None: all).")
+    num_queries: int | None | dict[str, int | None] = Field(
+        None,
+        description="Queries taken from each WritingBench file (subset) of writingbench_queries: one number or None "
+        "(all) for every file, or {subset: N or None}; a subset not named contributes none of its own (its queries "
+        "taken through another file still count in its breakdown).",
+    )
     max_query_chars: int | None = Field(
         None, ge=1, description="Skip queries longer than this before taking the first N (CPU runs; None: keep all)."
     )
+
+    @field_validator("num_queries")
+    @classmethod
+    def _non_negative(cls, v):
+        for n in (v.values() if isinstance(v, dict) else [v]):
+            if n is not None and n < 0:
+                raise ValueError(f"query counts must be >= 0 or null, got {n}")
+        return v
     judge_role: str = Field("judge", description="Role under params:llm whose model judges.")
     judge: dict = Field(default_factory=dict, description="Overrides of params:judge for this benchmark.")
 
@@ -73,25 +85,40 @@ def _judge_parts(llm: dict, judge: dict, role: str, overrides: dict, where: str)
     return client_for(llm, role), parse_params(JudgeConfig, {**(judge or {}), **overrides}, where)
 
 
-def select_writingbench_queries(format_queries: pd.DataFrame, length_queries: pd.DataFrame, params: dict) -> pd.DataFrame:
-    """Take the configured first queries of each WritingBench subset (duplicates dropped).
+def select_writingbench_queries(queries: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """Take the configured first queries of each WritingBench file (subset).
 
     With ``max_query_chars`` set, longer queries are skipped first (a CPU run cannot afford
-    the long-context ones); the paper configuration keeps every query. The first N are taken
-    across domains in turn (file order within a domain), so a small N still covers several.
+    the long-context ones); the paper configuration keeps every query. The first N of a
+    subset are taken across domains in turn (file order within a domain), so a small N still
+    covers several. A query held by several subsets is taken once.
 
     Args:
-        format_queries: ``writingbench_queries`` (id, domain, subdomain, query, criteria).
-        length_queries: ``writingbench_length_queries`` (same columns).
+        queries: ``writingbench_queries`` (id, domain, subdomain, query, criteria, subsets:
+            the comma-separated names of the files holding the query; without that column
+            every query belongs to one subset, ``writingbench``).
         params: ``params:evaluation``.
 
     Returns:
-        The evaluation queries, format subset first.
+        The evaluation queries (same columns), subset by subset in file order.
     """
     p = _params(params).writingbench
+    if "subsets" not in queries.columns:
+        queries = queries.assign(subsets="writingbench")
     if p.max_query_chars is not None:
-        format_queries, length_queries = (df[df["query"].str.len() <= p.max_query_chars] for df in (format_queries, length_queries))
-    parts = [df if n is None else _spread_over_domains(df).head(n) for df, n in ((format_queries, p.num_queries), (length_queries, p.num_length_queries))]
+        queries = queries[queries["query"].str.len() <= p.max_query_chars]
+    tags = queries["subsets"].str.split(",")
+    names = list(dict.fromkeys(n for t in tags for n in t))
+    unknown = sorted(set(p.num_queries) - set(names)) if isinstance(p.num_queries, dict) else []
+    if unknown:
+        logger.warning("evaluation.writingbench.num_queries names subset(s) %s, not among the files %s", unknown, names)
+    parts = []
+    for name in names:
+        n = p.num_queries.get(name, 0) if isinstance(p.num_queries, dict) else p.num_queries
+        subset = queries[tags.map(lambda t, name=name: name in t)]
+        parts.append(subset if n is None else _spread_over_domains(subset).head(n))
+    if not parts:
+        return queries.reset_index(drop=True)
     return pd.concat(parts, ignore_index=True).drop_duplicates("id").reset_index(drop=True)
 
 
@@ -225,7 +252,7 @@ def judge_drg_quality(reports: pd.DataFrame, params: dict, llm: dict, judge: dic
 
 def summarize_variant(
     responses: pd.DataFrame, scores: pd.DataFrame, labels: pd.DataFrame, quality: pd.DataFrame, variant: str
-) -> tuple[pd.DataFrame, dict]:
+) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Aggregate both benchmarks for one variant and log them to a nested MLflow run.
 
     Args:
@@ -236,30 +263,43 @@ def summarize_variant(
         variant: The variant's name (bound when the pipeline is built).
 
     Returns:
-        (summary, metrics): a one-row table (variant + shared metric names) and kedro-mlflow
-        metrics ``eval/<variant>/<name>`` for the parent run.
+        (summary, metrics, breakdown): a one-row table (variant + shared metric names),
+        kedro-mlflow metrics ``eval/<variant>/<name>`` for the parent run, and the WritingBench
+        breakdown by domain, requirement subset and subdomain
+        (:func:`r2_write.evaluation.writingbench.breakdown_table` + ``variant``).
     """
     metrics = compare.variant_metrics(wb.aggregate_writingbench(scores), drg.aggregate_drg(labels, quality), responses)
     compare.log_variant_run(variant, metrics)
     logger.info("evaluation %s: %s", variant, {k: round(v, 2) for k, v in metrics.items()})
-    return pd.DataFrame([{"variant": variant, **metrics}]), mlflow_metrics(compare.prefixed(metrics, variant))
+    breakdown = wb.breakdown_table(scores).assign(variant=variant)
+    return pd.DataFrame([{"variant": variant, **metrics}]), mlflow_metrics(compare.prefixed(metrics, variant)), breakdown
 
 
-def compare_variants(*summaries: pd.DataFrame) -> tuple[pd.DataFrame, str, Figure]:
-    """Build the variants x metrics comparison table, its markdown and a bar chart.
+def compare_variants(*tables: pd.DataFrame) -> tuple[pd.DataFrame, str, Figure, pd.DataFrame]:
+    """Build the variants x metrics comparison table, its markdown, a bar chart and the breakdown.
 
     Args:
-        *summaries: Each variant's one-row summary.
+        *tables: Each variant's one-row summary and its WritingBench breakdown (told apart
+            by the breakdown's ``level`` column), variants in the order of their summaries.
 
     Returns:
-        (table, markdown, figure).
+        (table, markdown, figure, breakdown): the markdown holds the table (cells of cut
+        texts or a degenerate judge marked, with footnotes), then the WritingBench scores
+        by requirement subset and by subdomain; ``breakdown`` is
+        :func:`r2_write.evaluation.compare.breakdown_wide`.
     """
-    table = compare.comparison_table(list(summaries))
+    summaries = [t for t in tables if "level" not in t.columns]
+    breakdowns = [t for t in tables if "level" in t.columns]
+    table = compare.comparison_table(summaries)
     marks, notes = compare.comparison_marks(table)
     markdown = compare.to_markdown(table, title="R2-Write evaluation: variants x metrics", marks=marks)
     if notes:
         markdown += "\n" + "\n".join(notes) + "\n"
-    return table, markdown, compare.comparison_chart(table)
+    wide = compare.breakdown_wide(breakdowns)
+    sections = compare.breakdown_markdown(wide)
+    if sections:
+        markdown += "\n" + sections
+    return table, markdown, compare.comparison_chart(table), wide
 
 
 def reflection_effects(steps: pd.DataFrame) -> tuple[pd.DataFrame, Figure]:

@@ -86,7 +86,7 @@ def _variant_pipeline(variant: str, model_dataset: str) -> Pipeline:
             Node(
                 _bind_variant(variant),
                 inputs=["writingbench_responses", "writingbench_scores", "drg_keypoint_labels", "drg_quality"],
-                outputs=["summary", "metrics"],
+                outputs=["summary", "metrics", "writingbench_breakdown"],
                 name="summarize_variant_node",
             ),
         ]
@@ -117,7 +117,7 @@ def create_pipeline(variants: dict[str, str] | list[str] | None = None, **kwargs
         [
             Node(
                 select_writingbench_queries,
-                inputs=["writingbench_queries", "writingbench_length_queries", "params:evaluation"],
+                inputs=["writingbench_queries", "params:evaluation"],
                 outputs=SHARED["writingbench_inputs"],
                 name="select_writingbench_queries_node",
             ),
@@ -135,8 +135,13 @@ def create_pipeline(variants: dict[str, str] | list[str] | None = None, **kwargs
             ),
             Node(
                 compare_variants,
-                inputs=[f"evaluation.{v}.summary" for v in variants],
-                outputs=["evaluation.comparison", "evaluation.comparison_markdown", "evaluation.comparison_plot"],
+                inputs=[f"evaluation.{v}.summary" for v in variants] + [f"evaluation.{v}.writingbench_breakdown" for v in variants],
+                outputs=[
+                    "evaluation.comparison",
+                    "evaluation.comparison_markdown",
+                    "evaluation.comparison_plot",
+                    "evaluation.writingbench_breakdown",
+                ],
                 name="compare_variants_node",
             ),
             Node(

@@ -126,7 +126,7 @@ def build_rl_set(kept_prompts: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_dataset_disjointness(
-    sft_set: pd.DataFrame, rl_set: pd.DataFrame, writingbench: pd.DataFrame, writingbench_length: pd.DataFrame, deepresearchgym: pd.DataFrame
+    sft_set: pd.DataFrame, rl_set: pd.DataFrame, writingbench: pd.DataFrame, deepresearchgym: pd.DataFrame
 ) -> pd.DataFrame:
     """Fail loudly if the SFT set, the RL set and the evaluation sets share a prompt.
 
@@ -137,8 +137,7 @@ def check_dataset_disjointness(
     Args:
         sft_set: SFT examples.
         rl_set: RL prompts.
-        writingbench: WritingBench queries (format subset).
-        writingbench_length: WritingBench queries (length subset).
+        writingbench: WritingBench queries (every configured file: the subsets may share queries).
         deepresearchgym: DeepResearchGym queries.
 
     Returns:
@@ -152,7 +151,7 @@ def check_dataset_disjointness(
         raise DataOverlapError(f"SFT and RL sets share prompt ids {sorted(shared_ids)[:5]}")
     evaluation = {  # evaluation sets may share queries among themselves (WritingBench subsets do)
         f"{name}:{i}": q
-        for name, df in (("writingbench", writingbench), ("writingbench_length", writingbench_length), ("deepresearchgym", deepresearchgym))
+        for name, df in (("writingbench", writingbench), ("deepresearchgym", deepresearchgym))
         for i, q in zip(df["id"], df["query"])
     }
     sets = {"sft": dict(zip(sft_set["id"], sft_set["prompt"])), "rl": dict(zip(rl_set["id"], rl_set["prompt"])), "evaluation": evaluation}

@@ -31,7 +31,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(build_rl_set, inputs="filtering.kept", outputs="scoring.rl_set", name="build_rl_set_node"),
             Node(
                 check_dataset_disjointness,
-                inputs=["scoring.sft_set", "scoring.rl_set", "writingbench_queries", "writingbench_length_queries", "deepresearchgym_queries"],
+                inputs=["scoring.sft_set", "scoring.rl_set", "writingbench_queries", "deepresearchgym_queries"],
                 outputs="scoring.disjointness",
                 name="check_dataset_disjointness_node",
             ),
