@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install install-test model run test test-fast viz benchmarks clean
+.PHONY: install install-test model run test test-fast test-oracle viz benchmarks clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,13 @@ test: install-test model
 
 test-fast: install-test model
 	$(BIN)/pytest -q -m "not slow"
+
+# rl/ppo.py against veRL's core_algos (not in `make test`: verl's pins would downgrade transformers)
+test-oracle: install-test
+	$(BIN)/pip install -q -e ".[oracle]"
+	$(BIN)/pip install -q --no-deps verl==0.9.1
+	$(BIN)/python benchmarks/verl_oracle.py
+	$(BIN)/pytest -q tests/rl/test_verl_oracle.py
 
 viz: install
 	$(BIN)/kedro viz run
