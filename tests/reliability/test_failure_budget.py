@@ -75,3 +75,65 @@ def test_the_budget_is_per_role_setting(fault_server, tmp_path):
     llm = _llm(server.base_url, str(tmp_path / "c.sqlite"), max_failed_share=0.5)
     samples = sample_policy_responses(_candidates(), "unused", PARAMS, llm)
     assert samples["error"].notna().sum() == 10
+
+
+# ---- fallbacks count against the same budget ---------------------------------------------------
+
+def _scripted(monkeypatch, respond) -> None:
+    """Every role's client is a fresh scripted fake (the role's own settings and name)."""
+    from r2_write.llm.client import LLMClient
+    from tests.fakes import FakeBackend
+
+    backend = FakeBackend(respond=respond)
+    monkeypatch.setattr("r2_write.roles.get_client", lambda cfg, role=None: LLMClient(cfg, backend=backend, role=role))
+
+
+def _fake_llm(**rubric_writer) -> dict:
+    role = {"backend": "transformers", "model": "fake-model", "cache_path": None}
+    return {"writer": role, "judge": role, "policy": role, "rubric_writer": {**role, **rubric_writer}}
+
+
+def _prompts(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"id": [f"p{i}" for i in range(n)], "domain": ["Education"] * n, "language": ["en"] * n,
+                         "prompt": [f"Explain topic {i} to children." for i in range(n)], "pool": ["sft", "rl"] * (n // 2)})
+
+
+def test_a_run_whose_rubric_writer_never_succeeded_fails(monkeypatch):
+    from r2_write.pipelines.rubrics.nodes import write_instance_rubrics
+    from tests.fakes import default_respond, role_of
+
+    _scripted(monkeypatch, lambda conv, s: "Here are five criteria: clarity, ..." if role_of(conv) == "rubric_writer"
+              else default_respond(conv, s))
+    with pytest.raises(FailureBudgetError) as err:
+        write_instance_rubrics(_prompts(6), {"writer": {"max_attempts": 2}}, _fake_llm())
+    print(f"\nrubric writer never succeeded: {err.value}")
+    assert str(err.value).startswith("llm.rubric_writer: 6 of 6 prompts left on the generic rubric (100%, "
+                                     "max_failed_share 0.2); most frequent error (6x): no JSON list in the answer")
+    # allowed on purpose (conf/base: the CPU model): the fallbacks are listed, the node finishes
+    accepted, rejected, _ = write_instance_rubrics(_prompts(6), {"writer": {"max_attempts": 2}},
+                                                   _fake_llm(max_failed_share=1.0))
+    assert accepted.empty and len(rejected) == 6
+
+
+def test_a_few_rubric_fallbacks_stay_within_the_budget(monkeypatch):
+    from r2_write.pipelines.rubrics.nodes import write_instance_rubrics
+    from tests.fakes import default_respond, role_of, user_text
+
+    def respond(conv, s):  # one prompt of six never gets a valid rubric
+        return "not a rubric" if role_of(conv) == "rubric_writer" and "topic 3" in user_text(conv) else default_respond(conv, s)
+
+    _scripted(monkeypatch, respond)
+    accepted, rejected, _ = write_instance_rubrics(_prompts(6), {}, _fake_llm())
+    assert len(accepted) == 5 and list(rejected["id"]) == ["p3"]
+
+
+def test_a_judge_that_never_parses_fails_the_node(monkeypatch):
+    from r2_write.pipelines.synthesis.nodes import synthesize_trajectories
+    from tests.fakes import default_respond, role_of
+
+    _scripted(monkeypatch, lambda conv, s: "I would say 7/10." if role_of(conv) == "judge" else default_respond(conv, s))
+    inputs = _prompts(2).assign(criteria='[{"name": "Clarity", "criteria_description": "clear?", "1-2": "a", '
+                                         '"3-4": "b", "5-6": "c", "7-8": "d", "9-10": "e"}]', rubric_source="generic")
+    with pytest.raises(FailureBudgetError, match=r"^llm\.judge: 4 of 4 judged criteria unscored \(100%"):
+        synthesize_trajectories(inputs, {"loop": {"max_rounds": 1, "plan_tokens": 8, "draft_tokens": 8,
+                                                  "reflection_tokens": 8}}, _fake_llm(), {"mode": "generate"})

@@ -4,7 +4,7 @@ Each role's ``llm.<role>.max_failed_share`` (default 0.2) bounds the share of a 
 requests to that role that may fail for good (after the client's retries). Above it the node
 raises :class:`~r2_write.llm.base.FailureBudgetError`::
 
-    llm.writer: 12 of 40 model calls failed (30%, max_failed_share 0.2); most frequent error (12x): HTTP 500 ...
+    llm.writer: 12 of 40 writer calls failed (30%, max_failed_share 0.2); most frequent error (12x): HTTP 500 ...
 
 and Kedro saves none of its outputs; at or below it the node finishes as before (failures
 listed in its tables and counted in MLflow) and the summary is logged as a warning. Either
@@ -35,10 +35,10 @@ def check_failure_budget(
     Returns the one-line summary when something failed within the budget (also logged as a
     warning), None when nothing failed.
 
-    >>> check_failure_budget("judge", 0.2, 0, 10, [], "judged criteria") is None
+    >>> check_failure_budget("judge", 0.2, 0, 10, [], "judged criteria unscored") is None
     True
-    >>> check_failure_budget("judge", 0.2, 1, 10, ["bad JSON"], "judged criteria")
-    'llm.judge: 1 of 10 judged criteria failed (10%, max_failed_share 0.2); most frequent error (1x): bad JSON'
+    >>> check_failure_budget("judge", 0.2, 1, 10, ["bad JSON"], "judged criteria unscored")
+    'llm.judge: 1 of 10 judged criteria unscored (10%, max_failed_share 0.2); most frequent error (1x): bad JSON'
     """
     if failed <= 0 or total <= 0:
         return None
@@ -46,19 +46,19 @@ def check_failure_budget(
     top, n = counts.most_common(1)[0] if counts else ("(not recorded)", failed)
     share = failed / total
     summary = (
-        f"llm.{role or '?'}: {failed} of {total} {what} failed ({share:.0%}, max_failed_share {max_share:g}); "
+        f"llm.{role or '?'}: {failed} of {total} {what} ({share:.0%}, max_failed_share {max_share:g}); "
         f"most frequent error ({n}x): {top}"
     )
     if share > max_share:
         raise FailureBudgetError(
-            f"{summary}. Answers that arrived are cached: fix the cause (or raise llm.{role or '?'}.max_failed_share) "
-            "and run the same command again"
+            f"{summary}. Answers that arrived are cached (a rerun asks only for the rest): fix the cause, "
+            f"or raise llm.{role or '?'}.max_failed_share"
         )
     logger.warning(summary)
     return summary
 
 
-def check_calls(client: Any, before: Any = None, what: str = "model calls") -> str | None:
+def check_calls(client: Any, before: Any = None, what: str = "model calls failed") -> str | None:
     """The budget of an :class:`~r2_write.llm.client.LLMClient`'s calls since the ``before``
     snapshot of its stats (all of them when None); cache hits count as answered."""
     done = client.stats.since(before) if before is not None else client.stats
@@ -67,7 +67,7 @@ def check_calls(client: Any, before: Any = None, what: str = "model calls") -> s
     )
 
 
-def check_judge(judge: Any, what: str = "judged items") -> str | None:
+def check_judge(judge: Any, what: str = "judged items unscored") -> str | None:
     """The budget of a judge's fallbacks: items left unscored after all attempts (its own
     counters; every node makes a fresh judge)."""
     stats = judge.stats

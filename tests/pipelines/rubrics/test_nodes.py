@@ -44,6 +44,7 @@ def test_write_instance_rubrics(dummy_prompts, fake_llm, llm_params, rubrics_par
     fake_llm.backend.respond = lambda conv, s: (
         "not json" if "Write a cost memo" in user_text(conv) else default_respond(conv, s)
     )
+    fake_llm.cfg = fake_llm.cfg.model_copy(update={"max_failed_share": 0.5})  # 1 of 3 on the generic rubric: allowed
     prompts = prepare_prompts(dummy_prompts, {"rl_fraction": 0.0})
     accepted, rejected, metrics = write_instance_rubrics(prompts, rubrics_params, llm_params)
     assert list(accepted.columns) == ["id", "domain", "criteria", "attempts"]

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from r2_write.config import parse_params
 from r2_write.filtering import FilterConfig, apply_filter, difficulty_stats
 from r2_write.judge.judge import mean_score
-from r2_write.llm.budget import check_calls
+from r2_write.llm.budget import check_calls, check_judge
 from r2_write.llm.config import SamplingParams
 from r2_write.roles import judge_for, policy_client
 from r2_write.rubrics.table import attach_rubrics, criteria_of
@@ -73,7 +73,7 @@ def sample_policy_responses(candidates: pd.DataFrame, policy_model: str, params:
         for pid, g in zip(candidates["id"], client.generate(convs, sampling)):
             rows.append({"id": pid, "sample": j, "response": g.text, "answer": split_thinking(g.text)[1],
                          "tokens": g.completion_tokens, "error": g.error})
-    check_calls(client, before, "policy samples")
+    check_calls(client, before, "policy samples failed")
     return pd.DataFrame(rows, columns=["id", "sample", "response", "answer", "tokens", "error"])
 
 
@@ -98,6 +98,7 @@ def score_policy_samples(samples: pd.DataFrame, candidates: pd.DataFrame, llm: d
     scored = samples.copy()
     scored["score"] = float("nan")
     scored.loc[ok.index, "score"] = [mean_score(v) if mean_score(v) is not None else float("nan") for v in verdicts]
+    check_judge(judge_, "judged criteria unscored")
     metrics = {**judge_.stats.as_metrics("filtering/judge"), "filtering/failed_samples": float(samples["error"].notna().sum())}
     return scored, mlflow_metrics(metrics)
 

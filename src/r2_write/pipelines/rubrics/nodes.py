@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from r2_write.config import parse_params
 from r2_write.data_io import validate_prompts
+from r2_write.llm.budget import check_failure_budget
 from r2_write.roles import client_for
 from r2_write.rubrics.writer import RubricWriterConfig, write_rubrics
 from r2_write.tracking import mlflow_metrics
@@ -85,6 +86,9 @@ def write_instance_rubrics(prompts: pd.DataFrame, params: dict, llm: dict) -> tu
         columns=["id", "domain", "reason", "attempts"],
     )
     logger.info("rubrics: %d accepted, %d rejected", len(accepted), len(rejected))
+    # a run whose rubric writer (mostly) failed must not pass for a run with instance rubrics
+    check_failure_budget(client.role, client.cfg.max_failed_share, len(rejected), len(outcomes), rejected["reason"],
+                         "prompts left on the generic rubric")
     metrics = {
         "rubrics/accepted": float(len(accepted)),
         "rubrics/rejected": float(len(rejected)),

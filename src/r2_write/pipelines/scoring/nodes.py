@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from r2_write.config import build_dataclass, parse_params
 from r2_write.data_io import DataOverlapError, check_disjoint
 from r2_write.judge.judge import mean_score
+from r2_write.llm.budget import check_judge
 from r2_write.rewards.process import ProcessRewardConfig, last_useful_version
 from r2_write.roles import judge_for
 from r2_write.rubrics.table import criteria_of
@@ -79,6 +80,7 @@ def score_final_answers(trajectories: pd.DataFrame, llm: dict, judge: dict) -> t
     out = trajectories.copy()
     out["criterion_scores"] = [json.dumps([v.score for v in vs]) for vs in verdicts]
     out["answer_score"] = [float("nan") if mean_score(vs) is None else mean_score(vs) for vs in verdicts]
+    check_judge(judge_, "judged criteria unscored")
     return out, mlflow_metrics(judge_.stats.as_metrics("scoring/judge"))
 
 

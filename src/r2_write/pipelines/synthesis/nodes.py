@@ -8,7 +8,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from r2_write.config import parse_params
-from r2_write.llm.budget import check_calls
+from r2_write.llm.budget import check_calls, check_judge
 from r2_write.roles import client_for, judge_for
 from r2_write.rubrics.table import attach_rubrics, criteria_of
 from r2_write.synthesis import SynthesisConfig, synthesize
@@ -71,7 +71,8 @@ def synthesize_trajectories(
         for r in inputs.itertuples()
     ]
     records = synthesize(prompts, writer, judge_, cfg.loop)
-    check_calls(writer, before_w, "writer calls")  # too many failed for good: the node fails, in one line
+    check_calls(writer, before_w, "writer calls failed")  # too many failed for good: the node fails, in one line
+    check_judge(judge_, "judged criteria unscored")  # a criterion never scored is a judge fallback
     meta = inputs.set_index("id")[["domain", "language", "prompt", "criteria", "rubric_source"]]
     done = pd.DataFrame([r for r in records if r["error"] is None])
     failed = pd.DataFrame([r for r in records if r["error"] is not None], columns=["id", "stop_reason", "error"])
