@@ -92,6 +92,8 @@ def test_reflection_effects_table_hand_computed():
     assert edu["raised_share"] == pytest.approx(2 / 3) and edu["lowered_share"] == pytest.approx(1 / 3)
     assert edu["mean_delta"] == pytest.approx(0.5 / 3)
     assert t.loc["All", "raised_share"] == pytest.approx(3 / 5)
+    both = reflection_effects_table(steps, {"ppo": steps.iloc[[0, 2]]})
+    assert both.iloc[-1][["source", "domain", "scored", "raised_share", "lowered_share"]].tolist() == ["ppo", "All", 2, 0.5, 0.5]
     assert (t["paper_raised_share"] == 0.55).all() and (t["paper_lowered_share"] == 0.10).all()
     assert isinstance(reflection_effects_chart(t.reset_index()), Figure)
 

@@ -142,3 +142,42 @@ def test_breakdown_by_domain_subset_and_subdomain_hand_computed():
     md = breakdown_markdown(wide)
     assert "## WritingBench by requirement subset" in md and "| format | 2 | 85.0 | 100.0 |" in md
     assert "| Politics & Law | Memos | 2 | 45.0 | 100.0 |" in md
+
+
+def _traj(*versions: str, answer: str | None = None) -> str:
+    segs = [f"<draft>\n{versions[0]}\n</draft>"]
+    for k, v in enumerate(versions[1:]):
+        segs += [f"<reflection>\nThe draft lacks point {k}.\n</reflection>", f"<revision>\n{v}\n</revision>"]
+    return "<think>\n" + "\n".join(segs) + "\n</think>\n" + (answer if answer is not None else versions[-1])
+
+
+def test_reflection_steps_of_a_variants_own_responses(tmp_path):
+    """Each version is judged once; the answer's verdicts come from the cache; effects as the synthesis steps."""
+    from r2_write.evaluation.writingbench import judge_reflection_steps
+
+    points = {"weak draft": 4, "better": 7, "worse": 5, "same again": 5}
+
+    def respond(conv, sampling):
+        response = conv[-1]["content"].split("[Response]")[1].split("[Criterion]")[0].strip()
+        return '{"score": %d, "reason": "r"}' % points.get(response, 6)
+
+    backend = FakeBackend(respond=respond)
+    client = make_client(backend, cache_path=tmp_path / "cache.sqlite")
+    judge = RubricJudge(client, JudgeConfig(mode="generate"))
+    responses = pd.DataFrame(
+        {"id": ["a", "b", "c", "d"], "domain": ["Education", "Education", "Politics & Law", "Education"],
+         "query": ["Write."] * 4, "criteria": [_criteria("X", "Y")] * 4,
+         "response": [_traj("weak draft", "better", "worse", "same again"), _traj("only a draft"), "no thinking", _traj("x", "y")],
+         "answer": ["same again", "only a draft", "no thinking", "y"], "error": [None, None, None, "boom"]}
+    )
+    judge_responses(judge, responses.iloc[:1].assign(answer="same again"))  # the answer, judged by the evaluation
+    before = backend.n_generated
+    steps = judge_reflection_steps(judge, responses)
+    assert backend.n_generated - before == 2 * 3  # weak draft, better, worse (x 2 criteria); the answer is cached
+    assert steps[["id", "step", "score_before", "score_after", "effect"]].values.tolist() == [
+        ["a", 1, 4.0, 7.0, "raised"], ["a", 2, 7.0, 5.0, "lowered"], ["a", 3, 5.0, 5.0, "unchanged"],
+    ]  # b has no revision, c no trajectory, d failed to generate
+    assert steps["delta"].tolist() == [3.0, -2.0, 0.0]
+
+    empty = judge_reflection_steps(judge, responses.iloc[1:3])
+    assert empty.empty and list(empty.columns) == ["id", "domain", "step", "score_before", "score_after", "delta", "effect"]

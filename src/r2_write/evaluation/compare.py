@@ -7,7 +7,8 @@ same keys (:func:`log_variant_run`, keys ``eval/<name>``), and as prefixed keys
 ``eval/<variant>/<name>`` in the parent run.
 
 :func:`reflection_effects_table` summarises the synthesis reflection steps per domain (share
-of steps that raised / lowered / left the judge score) beside the paper's figures.
+of steps that raised / lowered / left the judge score) beside the paper's figures, and beside
+them the steps of each evaluated variant's own responses (``steps_*`` metrics).
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ def slug(name: str) -> str:
 WRITINGBENCH_COLUMNS = ["writingbench_overall"] + [f"writingbench_{slug(d)}" for d in DOMAINS]
 DRG_COLUMNS = ["kpr", "kpc", "kp_omitted_rate", "quality_overall"] + [f"quality_{slug(c)}" for c in QUALITY_CRITERIA]
 LENGTH_COLUMNS = ["response_tokens", "reflections_per_response"]
-METRIC_COLUMNS = WRITINGBENCH_COLUMNS + DRG_COLUMNS + LENGTH_COLUMNS
+REFLECTION_COLUMNS = ["steps_raised_share", "steps_lowered_share", "steps_unchanged_share", "steps_mean_delta"]
+"""Reflection->revision steps in the variant's own WritingBench responses: shares of the scored
+steps (0-1, paper: >0.55 raised, ~0.10 lowered) and the mean judge-score change (1-10 scale)."""
+METRIC_COLUMNS = WRITINGBENCH_COLUMNS + DRG_COLUMNS + LENGTH_COLUMNS + REFLECTION_COLUMNS
 COUNT_COLUMNS = [
     "writingbench_queries", "writingbench_unscored", "drg_queries", "drg_queries_unlabelled", "kp_unlabelled",
     "quality_unrated", "judged_truncated", "writingbench_judged_truncated", "drg_judged_truncated",
-    "kpr_degenerate_judge",
+    "kpr_degenerate_judge", "reflection_steps", "reflection_steps_unscored",
 ]
 """Bookkeeping counts and flags logged with the metrics (never compared as scores).
 
@@ -66,7 +70,23 @@ def count_reflections(text: str) -> int:
     return sum(s.kind == "reflection" for s in parse(text or "", strict=False).segments)
 
 
-def variant_metrics(writingbench: dict, drg: dict, responses: pd.DataFrame) -> dict[str, float]:
+def step_shares(steps: pd.DataFrame | None) -> dict[str, float]:
+    """Shares of scored steps that raised / lowered / left the score, their mean delta and counts.
+
+    >>> step_shares(pd.DataFrame({"delta": [1.0, 0.0, None], "effect": ["raised", "unchanged", "unscored"]}))["steps_raised_share"]
+    0.5
+    """
+    steps = steps if steps is not None else pd.DataFrame(columns=["delta", "effect"])
+    scored = steps[steps["effect"].isin(EFFECTS)]
+    n = len(scored)
+    out = {f"steps_{e}_share": float((scored["effect"] == e).mean()) if n else math.nan for e in EFFECTS}
+    out["steps_mean_delta"] = float(pd.to_numeric(scored["delta"]).mean()) if n else math.nan
+    out["reflection_steps"] = float(len(steps))
+    out["reflection_steps_unscored"] = float(len(steps) - n)
+    return out
+
+
+def variant_metrics(writingbench: dict, drg: dict, responses: pd.DataFrame, steps: pd.DataFrame | None = None) -> dict[str, float]:
     """One variant's metrics under the shared names (:data:`METRIC_COLUMNS` + counts).
 
     Args:
@@ -74,6 +94,8 @@ def variant_metrics(writingbench: dict, drg: dict, responses: pd.DataFrame) -> d
         drg: Output of ``aggregate_drg``.
         responses: The WritingBench responses (columns response, response_tokens, error):
             length and reflection counts are over the successfully generated ones.
+        steps: The reflection->revision steps of those responses
+            (``writingbench.judge_reflection_steps``); None: no step was judged (NaN shares).
 
     Returns:
         ``{name: value}``; scores on the 100 scale, NaN where nothing was scored; then
@@ -88,6 +110,8 @@ def variant_metrics(writingbench: dict, drg: dict, responses: pd.DataFrame) -> d
     out.update({f"quality_{slug(c)}": drg["quality_100"].get(c, math.nan) for c in QUALITY_CRITERIA})
     out["response_tokens"] = float(ok["response_tokens"].mean()) if len(ok) else math.nan
     out["reflections_per_response"] = float(ok["response"].map(count_reflections).mean()) if len(ok) else math.nan
+    shares = step_shares(steps)
+    out.update({c: shares[c] for c in REFLECTION_COLUMNS})
     out.update(
         {
             "writingbench_queries": writingbench["n_queries"],
@@ -100,6 +124,8 @@ def variant_metrics(writingbench: dict, drg: dict, responses: pd.DataFrame) -> d
             "writingbench_judged_truncated": writingbench.get("n_truncated", 0),
             "drg_judged_truncated": drg.get("n_truncated", 0),
             "kpr_degenerate_judge": float(drg.get("all_supported", False)),
+            "reflection_steps": shares["reflection_steps"],
+            "reflection_steps_unscored": shares["reflection_steps_unscored"],
         }
     )
     out.update(subsets)  # one column per requirement subset (file), after the shared names
@@ -162,11 +188,16 @@ def comparison_table(summaries: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def to_markdown(
-    table: pd.DataFrame, digits: int = 1, title: str | None = None, marks: dict[tuple[int, str], str] | None = None
+    table: pd.DataFrame,
+    digits: int = 1,
+    title: str | None = None,
+    marks: dict[tuple[int, str], str] | None = None,
+    column_digits: dict[str, int] | None = None,
 ) -> str:
     """A GitHub-flavoured markdown table (NaN shown as "-").
 
-    ``marks`` appends a marker to single cells: ``{(row position, column): "†"}``.
+    ``marks`` appends a marker to single cells: ``{(row position, column): "†"}``;
+    ``column_digits`` overrides ``digits`` per column.
 
     >>> print(to_markdown(pd.DataFrame({"variant": ["base"], "kpr": [50.0]}), marks={(0, "kpr"): "⚠"}), end="")
     | variant | kpr |
@@ -177,19 +208,22 @@ def to_markdown(
     integer = [pd.api.types.is_integer_dtype(table[c]) for c in table.columns]
     marks = marks or {}
 
-    def cell(v, num: bool, whole: bool = False) -> str:
+    column_digits = column_digits or {}
+
+    def cell(v, num: bool, whole: bool = False, col: str = "") -> str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "-"
         if num and whole:
             return str(int(v))
-        return f"{v:.{digits}f}" if num and isinstance(v, (int, float)) else str(v).replace("|", "\\|")
+        d = column_digits.get(col, digits)
+        return f"{v:.{d}f}" if num and isinstance(v, (int, float)) else str(v).replace("|", "\\|")
 
     lines = [f"## {title}", ""] if title else []
     lines.append("| " + " | ".join(map(str, table.columns)) + " |")
     lines.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
     for i, row in enumerate(table.itertuples(index=False)):
         cells = [
-            cell(v, n, w) + (f" {marks[(i, c)]}" if (i, c) in marks else "")
+            cell(v, n, w, c) + (f" {marks[(i, c)]}" if (i, c) in marks else "")
             for v, n, w, c in zip(row, numeric, integer, table.columns)
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -300,31 +334,38 @@ def comparison_chart(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def reflection_effects_table(steps: pd.DataFrame) -> pd.DataFrame:
+def reflection_effects_table(steps: pd.DataFrame, variant_steps: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Per-domain shares of reflection->revision steps that raised / lowered / left the score.
 
     Shares are over the *scored* steps (effect raised, lowered or unchanged); unscored steps
-    (a judge score missing before or after) are counted separately. The last row, domain
-    "All", pools every step; the paper reports >55% raised and ~10% lowered.
+    (a judge score missing before or after) are counted separately. The synthesis rows come
+    first (source "synthesis", one per domain, then domain "All" pooling every step); then
+    one row per evaluated variant (source = the variant, domain "All"): the steps in its own
+    WritingBench responses. The paper reports >55% raised and ~10% lowered.
+
+    Synthesis stops after a step that does not improve the score, so its steps hold at most
+    one non-improving step per trajectory; a variant's own steps have no such rule.
 
     Args:
         steps: ``synthesis.steps``: columns id, domain, step, score_before, score_after,
             delta, effect (raised | lowered | unchanged | unscored).
+        variant_steps: Variant name -> the steps of its responses (same columns).
 
     Returns:
-        Columns domain, steps, scored, unscored, raised_share, lowered_share,
+        Columns source, domain, steps, scored, unscored, raised_share, lowered_share,
         unchanged_share, mean_delta, paper_raised_share, paper_lowered_share.
     """
-    def row(domain: str, g: pd.DataFrame) -> dict:
+    def row(source: str, domain: str, g: pd.DataFrame) -> dict:
         scored = g[g["effect"].isin(EFFECTS)]
         n = len(scored)
-        out = {"domain": domain, "steps": len(g), "scored": n, "unscored": len(g) - n}
+        out = {"source": source, "domain": domain, "steps": len(g), "scored": n, "unscored": len(g) - n}
         out.update({f"{e}_share": (scored["effect"] == e).mean() if n else math.nan for e in EFFECTS})
-        out["mean_delta"] = float(scored["delta"].mean()) if n else math.nan
+        out["mean_delta"] = float(pd.to_numeric(scored["delta"]).mean()) if n else math.nan
         return out
 
     order = [d for d in DOMAINS if d in set(steps["domain"])] + sorted(set(steps["domain"]) - set(DOMAINS))
-    rows = [row(d, steps[steps["domain"] == d]) for d in order] + [row("All", steps)]
+    rows = [row("synthesis", d, steps[steps["domain"] == d]) for d in order] + [row("synthesis", "All", steps)]
+    rows += [row(v, "All", s) for v, s in (variant_steps or {}).items()]
     table = pd.DataFrame(rows)
     table["paper_raised_share"] = PAPER_RAISED_SHARE
     table["paper_lowered_share"] = PAPER_LOWERED_SHARE
@@ -347,10 +388,12 @@ def reflection_effects_chart(table: pd.DataFrame) -> Figure:
     ax.axhline(PAPER_RAISED_SHARE, color="#2d6a4f", ls="--", lw=1, label="paper: raised >55%")
     ax.axhline(PAPER_LOWERED_SHARE, color="#9d2f1a", ls=":", lw=1, label="paper: lowered ~10%")
     ax.set_xticks(range(len(table)))
-    ax.set_xticklabels([f"{d}\n(n={int(n)})" for d, n in zip(table["domain"], table["scored"])], rotation=20, ha="right")
+    sources = table["source"] if "source" in table else ["synthesis"] * len(table)
+    labels = [d if s == "synthesis" else f"eval: {s}" for s, d in zip(sources, table["domain"])]
+    ax.set_xticklabels([f"{lab}\n(n={int(n)})" for lab, n in zip(labels, table["scored"])], rotation=20, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of scored steps")
-    ax.set_title("Effect of reflection -> revision steps on the judge score")
+    ax.set_title("Effect of reflection -> revision steps on the judge score (synthesis; eval: variants' own responses)")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     return fig

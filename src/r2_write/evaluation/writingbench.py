@@ -22,17 +22,19 @@ import math
 
 import pandas as pd
 
-from r2_write.judge.judge import RubricJudge
+from r2_write.judge.judge import RubricJudge, mean_score
 from r2_write.llm.base import Conversation
 from r2_write.llm.client import LLMClient
 from r2_write.llm.config import SamplingParams
 from r2_write.rubrics.schema import DOMAINS, Criterion
-from r2_write.trajectory import split_thinking
+from r2_write.trajectory import parse, split_thinking
 
 RESPONSE_COLUMNS = [
     "id", "domain", "subdomain", "subsets", "query", "criteria", "response", "answer",
     "response_tokens", "finish_reason", "error",
 ]
+STEP_COLUMNS = ["id", "domain", "step", "score_before", "score_after", "delta", "effect"]
+"""One row per reflection->revision step, as ``synthesis.steps``."""
 SCORE_COLUMNS = ["id", "domain", "subdomain", "subsets", "criterion", "score", "reason", "attempts", "error", "truncated"]
 QUERY_COLUMNS = ["id", "domain", "subdomain", "subsets", "query", "criteria"]
 
@@ -100,6 +102,61 @@ def judge_responses(judge: RubricJudge, responses: pd.DataFrame) -> pd.DataFrame
             score = math.nan if res.score is None else float(res.score)
             rows.append([*where, n, score, res.reason, res.attempts, res.error, res.truncated])
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+def step_effect(delta: float, tol: float = 1e-6) -> str:
+    """raised | lowered | unchanged (within ``tol``) | unscored (no delta), as the synthesis steps.
+
+    >>> [step_effect(d) for d in (0.4, -0.2, 0.0, float("nan"))]
+    ['raised', 'lowered', 'unchanged', 'unscored']
+    """
+    if delta is None or pd.isna(delta):
+        return "unscored"
+    return "raised" if delta > tol else "lowered" if delta < -tol else "unchanged"
+
+
+def judge_reflection_steps(judge: RubricJudge, responses: pd.DataFrame) -> pd.DataFrame:
+    """The effect of each reflection->revision step in the variant's own responses.
+
+    Every response is parsed as a trajectory (:func:`r2_write.trajectory.parse`, lenient);
+    its versions (the draft, then each revision: ``Trajectory.versions()``) are judged on the
+    query's criteria like an answer, and each step compares the version after it with the
+    version before it (mean over the criteria). Each distinct version is judged once, and the
+    judge client's response cache serves any version judged before (a final revision equal
+    to the answer costs nothing). Responses without a revision, or whose generation failed,
+    have no steps.
+
+    Args:
+        judge: The WritingBench judge.
+        responses: Output of :func:`generate_responses`.
+
+    Returns:
+        Columns id, domain, step (1 = first revision), score_before, score_after (1-10 means;
+        NaN when unscored), delta, effect (:func:`step_effect`).
+    """
+    ok = responses[responses["error"].isna()]
+    items: dict[tuple[str, str], tuple[str, list[Criterion]]] = {}
+    plan = []  # (id, domain, [version texts])
+    for r in ok.itertuples():
+        versions = [v.strip() for v in parse(r.response or "", strict=False).versions()]
+        if len(versions) < 2:
+            continue
+        rubric = [Criterion.model_validate(c) for c in json.loads(r.criteria)]
+        for v in versions:
+            items.setdefault((r.id, v), (r.query, rubric))
+        plan.append((r.id, r.domain, versions))
+    keys = list(items)
+    verdicts = judge.score_responses([items[k][0] for k in keys], [k[1] for k in keys], [items[k][1] for k in keys])
+    score = {k: mean_score(v) for k, v in zip(keys, verdicts)}
+    rows = []
+    for rid, domain, versions in plan:
+        for k in range(1, len(versions)):
+            before, after = score[(rid, versions[k - 1])], score[(rid, versions[k])]
+            rows.append([rid, domain, k, math.nan if before is None else before, math.nan if after is None else after])
+    steps = pd.DataFrame(rows, columns=STEP_COLUMNS[:5])
+    steps["delta"] = steps["score_after"] - steps["score_before"]
+    steps["effect"] = [step_effect(d) for d in steps["delta"]]
+    return steps[STEP_COLUMNS]
 
 
 def _text(v) -> str:

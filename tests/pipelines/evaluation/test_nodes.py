@@ -77,13 +77,17 @@ def test_variant_nodes_end_to_end(eval_llm, wb_queries, drg_queries, eval_params
     quality = judge_drg_quality(reports, eval_params, llm_params, judge)
     assert list(quality["criterion"]) == list(QUALITY_CRITERIA) and (quality["rating"] == 6).all()
 
-    summary, metrics, breakdown = summarize_variant(responses, scores, labels, quality, variant="sft")
+    steps = nodes.judge_reflection_steps(responses, eval_params, llm_params, judge)
+    assert steps["effect"].tolist() == ["unchanged"] * 3  # draft and revision both score 7
+    assert nodes.judge_reflection_steps(responses, {"writingbench": {"reflection_steps": False}}, llm_params, judge).empty
+    summary, metrics, breakdown = summarize_variant(responses, scores, labels, quality, steps, variant="sft")
     row = summary.iloc[0]
     assert row["variant"] == "sft"
     assert row["writingbench_overall"] == 70.0 and row["writingbench_education"] == 70.0
     assert row["kpr"] == pytest.approx(200 / 3) and row["kpc"] == 0.0
     assert row["quality_overall"] == 60.0 and row["quality_support"] == 60.0
     assert row["reflections_per_response"] == 1.0
+    assert row["steps_unchanged_share"] == 1.0 and row["steps_raised_share"] == 0.0 and row["reflection_steps"] == 3
     assert metrics["eval/sft/writingbench_overall"] == {"value": 70.0, "step": 0}
     assert "eval/sft/writingbench_finance_business" not in metrics  # NaN (no such query): not logged
     assert row["writingbench_subset_format"] == 70.0 and metrics["eval/sft/writingbench_subset_length"]["value"] == 70.0
@@ -136,10 +140,13 @@ def test_compare_variants_and_reflection_effects(steps):
     assert breakdown.empty
     assert list(table["variant"]) == ["base", "ppo"]
     assert "| ppo | 60.0 |" in md and isinstance(fig, Figure)
-    effects, fig2 = reflection_effects(steps)
-    assert list(effects["domain"]) == ["Finance & Business", "Education", "All"]
-    assert effects.set_index("domain").loc["All", "raised_share"] == pytest.approx(1 / 3)
-    assert isinstance(fig2, Figure) and not math.isnan(effects["lowered_share"].iloc[-1])
+    effects, fig2 = reflection_effects(steps, steps.head(1), steps.head(0), variants=["ppo", "base"])
+    assert list(effects["domain"]) == ["Finance & Business", "Education", "All", "All", "All"]
+    assert list(effects["source"]) == ["synthesis"] * 3 + ["ppo", "base"]
+    assert effects["raised_share"].tolist()[-2] == 1.0 and effects["steps"].tolist()[-1] == 0
+    synthesis_all = effects.set_index(["source", "domain"]).loc[("synthesis", "All")]
+    assert synthesis_all["raised_share"] == pytest.approx(1 / 3) and not math.isnan(synthesis_all["lowered_share"])
+    assert isinstance(fig2, Figure) and math.isnan(effects["lowered_share"].iloc[-1])  # no step: no share, never 0
 
 
 def _long_report_respond(conv, sampling):

@@ -22,6 +22,7 @@ PER_VARIANT = [
     "generate_drg_reports_node",
     "judge_drg_key_points_node",
     "judge_drg_quality_node",
+    "judge_reflection_steps_node",
     "summarize_variant_node",
 ]
 
@@ -85,7 +86,12 @@ def _check_outputs(catalog, variants):
     for v in variants:
         metrics = catalog.load(f"evaluation.{v}.metrics")
         assert {f"eval/{v}/writingbench_overall", f"eval/{v}/kpr", f"eval/{v}/quality_clarity"} <= metrics.keys()
-    assert list(catalog.load("evaluation.reflection_effects")["domain"])[-1] == "All"
+    effects = catalog.load("evaluation.reflection_effects")
+    assert list(effects["domain"])[-1] == "All"
+    assert list(effects["source"])[-len(variants) :] == list(variants)  # each variant's own steps beside synthesis
+    for v in variants:
+        assert f"eval/{v}/steps_raised_share" in catalog.load(f"evaluation.{v}.metrics")
+    assert "## WritingBench by requirement subset" in catalog.load("evaluation.comparison_markdown") or "subsets" not in catalog.load("writingbench_queries")
     return table
 
 
@@ -99,6 +105,11 @@ def test_evaluation_pipeline_runs_with_fakes(eval_llm, wb_queries, drg_queries, 
     assert table["kpr"].tolist() == pytest.approx([200 / 3] * 2)  # 1 query, 3 points: the "second" one is omitted
     scores = catalog.load("evaluation.sft.writingbench_scores")
     assert len(scores) == 15 and set(scores["id"]) == {"1", "2", "900"}
+    # every response is draft -> reflection -> revision and the fake judge gives 7 to all: one unchanged step each
+    assert (table["steps_unchanged_share"] == 1.0).all() and (table["reflection_steps"] == 3).all()
+    assert table["writingbench_subset_format"].tolist() == [70.0, 70.0]
+    breakdown = catalog.load("evaluation.writingbench_breakdown")
+    assert list(breakdown.columns[-2:]) == ["base", "sft"] and "Lesson Plans" in set(breakdown["group"])
 
 
 @pytest.mark.slow

@@ -45,6 +45,11 @@ class WritingBenchParams(BaseModel):
         return v
     judge_role: str = Field("judge", description="Role under params:llm whose model judges.")
     judge: dict = Field(default_factory=dict, description="Overrides of params:judge for this benchmark.")
+    reflection_steps: bool = Field(
+        True,
+        description="Judge the version before and after every reflection->revision step in the variant's own "
+        "responses (reflection effects per variant; cached verdicts are reused).",
+    )
 
 
 class DeepResearchGymParams(BaseModel):
@@ -196,6 +201,31 @@ def judge_writingbench_responses(responses: pd.DataFrame, params: dict, llm: dic
     return wb.judge_responses(RubricJudge(client, cfg), responses)
 
 
+def judge_reflection_steps(responses: pd.DataFrame, params: dict, llm: dict, judge: dict) -> pd.DataFrame:
+    """Judge the versions around every reflection->revision step of the variant's responses.
+
+    Same judge, settings and prompt as :func:`judge_writingbench_responses`, so the answer
+    and any version judged before come from the response cache.
+
+    Args:
+        responses: Output of :func:`generate_writingbench_responses`.
+        params: ``params:evaluation`` (``writingbench.reflection_steps: false`` skips it).
+        llm: ``params:llm``.
+        judge: ``params:judge``.
+
+    Returns:
+        id, domain, step, score_before, score_after, delta, effect (see
+        :func:`r2_write.evaluation.writingbench.judge_reflection_steps`).
+    """
+    p = _params(params).writingbench
+    if not p.reflection_steps:
+        return pd.DataFrame(columns=wb.STEP_COLUMNS)
+    client, cfg = _judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.writingbench.judge")
+    steps = wb.judge_reflection_steps(RubricJudge(client, cfg), responses)
+    logger.info("reflection steps in %d responses: %d (%s)", len(responses), len(steps), steps["effect"].value_counts().to_dict())
+    return steps
+
+
 def generate_drg_reports(model: str, queries: pd.DataFrame, passages: pd.DataFrame, params: dict, llm: dict) -> pd.DataFrame:
     """Write the variant's research report for every DeepResearchGym query.
 
@@ -251,7 +281,13 @@ def judge_drg_quality(reports: pd.DataFrame, params: dict, llm: dict, judge: dic
 
 
 def summarize_variant(
-    responses: pd.DataFrame, scores: pd.DataFrame, labels: pd.DataFrame, quality: pd.DataFrame, variant: str
+    responses: pd.DataFrame,
+    scores: pd.DataFrame,
+    labels: pd.DataFrame,
+    quality: pd.DataFrame,
+    steps: pd.DataFrame | None = None,
+    *,
+    variant: str,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Aggregate both benchmarks for one variant and log them to a nested MLflow run.
 
@@ -260,6 +296,7 @@ def summarize_variant(
         scores: The variant's WritingBench criterion scores.
         labels: The variant's key-point labels.
         quality: The variant's quality ratings.
+        steps: The reflection->revision steps of its WritingBench responses (None: not judged).
         variant: The variant's name (bound when the pipeline is built).
 
     Returns:
@@ -268,7 +305,7 @@ def summarize_variant(
         breakdown by domain, requirement subset and subdomain
         (:func:`r2_write.evaluation.writingbench.breakdown_table` + ``variant``).
     """
-    metrics = compare.variant_metrics(wb.aggregate_writingbench(scores), drg.aggregate_drg(labels, quality), responses)
+    metrics = compare.variant_metrics(wb.aggregate_writingbench(scores), drg.aggregate_drg(labels, quality), responses, steps)
     compare.log_variant_run(variant, metrics)
     logger.info("evaluation %s: %s", variant, {k: round(v, 2) for k, v in metrics.items()})
     breakdown = wb.breakdown_table(scores).assign(variant=variant)
@@ -292,7 +329,15 @@ def compare_variants(*tables: pd.DataFrame) -> tuple[pd.DataFrame, str, Figure, 
     breakdowns = [t for t in tables if "level" in t.columns]
     table = compare.comparison_table(summaries)
     marks, notes = compare.comparison_marks(table)
-    markdown = compare.to_markdown(table, title="R2-Write evaluation: variants x metrics", marks=marks)
+    markdown = compare.to_markdown(
+        table, title="R2-Write evaluation: variants x metrics", marks=marks,
+        column_digits={c: 2 for c in compare.REFLECTION_COLUMNS},
+    )
+    notes.append(
+        "steps_*: reflection->revision steps in each variant's own WritingBench responses, judged before and "
+        f"after (shares of scored steps; paper: >{compare.PAPER_RAISED_SHARE:.2f} raised, "
+        f"~{compare.PAPER_LOWERED_SHARE:.2f} lowered); the synthesis steps are in evaluation.reflection_effects."
+    )
     if notes:
         markdown += "\n" + "\n".join(notes) + "\n"
     wide = compare.breakdown_wide(breakdowns)
@@ -302,14 +347,22 @@ def compare_variants(*tables: pd.DataFrame) -> tuple[pd.DataFrame, str, Figure, 
     return table, markdown, compare.comparison_chart(table), wide
 
 
-def reflection_effects(steps: pd.DataFrame) -> tuple[pd.DataFrame, Figure]:
-    """Per-domain share of reflection steps that raised / lowered / kept the judge score.
+def reflection_effects(
+    steps: pd.DataFrame, *variant_steps: pd.DataFrame, variants: list[str] | None = None
+) -> tuple[pd.DataFrame, Figure]:
+    """Share of reflection steps that raised / lowered / kept the judge score: synthesis and variants.
 
     Args:
         steps: ``synthesis.steps`` (id, domain, step, score_before, score_after, delta, effect).
+        *variant_steps: Each evaluated variant's own steps (``evaluation.<variant>.reflection_steps``).
+        variants: Their names, in the same order (bound when the pipeline is built).
 
     Returns:
-        (table with the paper's >55% / ~10% beside each domain, stacked bar chart).
+        (table: synthesis per domain and overall, then one row per variant, with the paper's
+        >55% / ~10% beside each; grouped bar chart).
     """
-    table = compare.reflection_effects_table(steps)
+    names = list(variants) if variants is not None else [f"variant_{i + 1}" for i in range(len(variant_steps))]
+    if len(names) != len(variant_steps):
+        raise ValueError(f"{len(variant_steps)} variant step tables for {len(names)} variant names")
+    table = compare.reflection_effects_table(steps, dict(zip(names, variant_steps)))
     return table, compare.reflection_effects_chart(table)

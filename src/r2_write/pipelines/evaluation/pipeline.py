@@ -5,7 +5,8 @@ Shared inputs are prepared once (``evaluation.writingbench_inputs``, ``evaluatio
 ``evaluation.<variant>`` (datasets ``evaluation.<variant>.writingbench_scores`` ...; nodes
 ``evaluation.<variant>.generate_writingbench_responses_node`` ...), reads the variant's model
 dataset; finally ``compare_variants_node`` joins every variant's summary into one table and
-``reflection_effects_node`` summarises the synthesis reflection steps.
+``reflection_effects_node`` sets the synthesis reflection steps beside each variant's own
+(``evaluation.<variant>.reflection_steps``, judged by ``judge_reflection_steps_node``).
 
 Run a subset of variants with ``kedro run --pipelines evaluation --namespaces evaluation.base``
 (the comparison then needs the other summaries from an earlier run), or build the pipeline
@@ -22,6 +23,7 @@ from .nodes import (
     generate_writingbench_responses,
     judge_drg_key_points,
     judge_drg_quality,
+    judge_reflection_steps,
     judge_writingbench_responses,
     reflection_effects,
     retrieve_drg_passages,
@@ -48,6 +50,10 @@ SHARED = {
 
 def _bind_variant(variant: str):
     return update_wrapper(partial(summarize_variant, variant=variant), summarize_variant)
+
+
+def _bind_variants(variants: list[str]):
+    return update_wrapper(partial(reflection_effects, variants=variants), reflection_effects)
 
 
 def _variant_pipeline(variant: str, model_dataset: str) -> Pipeline:
@@ -84,8 +90,14 @@ def _variant_pipeline(variant: str, model_dataset: str) -> Pipeline:
                 name="judge_drg_quality_node",
             ),
             Node(
+                judge_reflection_steps,
+                inputs=["writingbench_responses", "params:evaluation", "params:llm", "params:judge"],
+                outputs="reflection_steps",
+                name="judge_reflection_steps_node",
+            ),
+            Node(
                 _bind_variant(variant),
-                inputs=["writingbench_responses", "writingbench_scores", "drg_keypoint_labels", "drg_quality"],
+                inputs=["writingbench_responses", "writingbench_scores", "drg_keypoint_labels", "drg_quality", "reflection_steps"],
                 outputs=["summary", "metrics", "writingbench_breakdown"],
                 name="summarize_variant_node",
             ),
@@ -145,8 +157,8 @@ def create_pipeline(variants: dict[str, str] | list[str] | None = None, **kwargs
                 name="compare_variants_node",
             ),
             Node(
-                reflection_effects,
-                inputs="synthesis.steps",
+                _bind_variants(list(variants)),
+                inputs=["synthesis.steps"] + [f"evaluation.{v}.reflection_steps" for v in variants],
                 outputs=["evaluation.reflection_effects", "evaluation.reflection_effects_plot"],
                 name="reflection_effects_node",
             ),
