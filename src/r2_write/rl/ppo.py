@@ -9,10 +9,20 @@ cleanrl ``ppo.py``)::
     compute_rewards  r_t = score_t - kl_coef * (logprob_t - ref_logprob_t)
     compute_gae      advantages, returns = advantages + values
     ppo_update       epochs x mini-batches (train_minibatch) of ppo_loss: clipped policy + value loss
+    critic_update    (separate critic only) epochs x mini-batches of the clipped value loss
 
 :func:`train` loops these steps, logs metrics, checkpoints and resumes. Tensors are
 ``[batch, response_tokens]``; ``mask`` is 1 on response tokens up to and including the
 first EOS, 0 on the padding after it.
+
+The critic (``PPOConfig.critic``) is either ``shared``: a value head on the policy's last
+hidden state (:class:`PolicyWithValue`, one model, one optimizer, one loss; fits a CPU), or
+``separate``, as in veRL: the actor is the causal LM alone (:class:`Actor`, policy loss only)
+and the critic a second copy of the starting backbone with its own value head
+(:class:`Critic`), optimizer, gradient clipping and update (:func:`critic_update`). During
+the first ``critic_warmup_steps`` steps only the critic learns (the actor is frozen).
+Checkpoints and the final model hold the critic in ``critic/``; the policy directory stays a
+plain Hugging Face causal LM.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +49,7 @@ from r2_write.training.checkpoints import STATE_FILE, latest_checkpoint, prune_c
 logger = logging.getLogger(__name__)
 
 VALUE_HEAD_FILE, OPTIMIZER_FILE = "value_head.pt", "optimizer.pt"
+CRITIC_DIR = "critic"  # the separate critic's subdirectory of checkpoints and of final/
 
 
 # ----------------------------------------------------------------------------- model
@@ -56,10 +67,7 @@ class PolicyWithValue(nn.Module):
         super().__init__()
         self.lm = lm
         if value_head is None:
-            hidden = lm.config.get_text_config().hidden_size
-            value_head = nn.Linear(hidden, 1)
-            nn.init.normal_(value_head.weight, std=1.0 / (hidden + 1) ** 0.5)
-            nn.init.zeros_(value_head.bias)
+            value_head = new_value_head(lm.config)
         self.value_head = value_head.to(next(lm.parameters()).device)
 
     def forward(
@@ -81,6 +89,74 @@ class PolicyWithValue(nn.Module):
         return out.logits, values
 
 
+class Actor(nn.Module):
+    """The causal LM alone: the actor when the critic is separate (``critic: separate``).
+
+    Same interface as :class:`PolicyWithValue` without the value head; the values come from
+    the :class:`Critic`, and :func:`ppo_loss` then holds the policy loss only.
+
+    Args:
+        lm: A transformers causal LM.
+    """
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.lm = lm
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int = 0
+    ) -> tuple[torch.Tensor, None]:
+        """Return ``(logits [B, T, V], None)`` for the last ``logits_to_keep`` positions (0 = all)."""
+        out = self.lm(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids(attention_mask),
+            logits_to_keep=logits_to_keep,
+            use_cache=False,
+        )
+        return out.logits, None
+
+
+class Critic(nn.Module):
+    """veRL's separate critic: a transformer backbone with a scalar value head on its last hidden state.
+
+    The backbone is a second copy of the starting checkpoint without its LM head
+    (:func:`load_backbone`), trained by its own optimizer (:func:`critic_update`).
+
+    Args:
+        backbone: A transformers base model (``AutoModel``: hidden states, no logits).
+        value_head: An existing ``nn.Linear(hidden, 1)``; a fresh small one when None.
+    """
+
+    def __init__(self, backbone: nn.Module, value_head: nn.Linear | None = None):
+        super().__init__()
+        self.backbone = backbone
+        if value_head is None:
+            value_head = new_value_head(backbone.config)
+        self.value_head = value_head.to(next(backbone.parameters()).device)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int = 0) -> torch.Tensor:
+        """Return ``values [B, T]`` for the last ``logits_to_keep`` positions (0 = all)."""
+        hidden = self.backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids(attention_mask),
+            use_cache=False,
+        ).last_hidden_state
+        if logits_to_keep:
+            hidden = hidden[:, -logits_to_keep:]
+        return self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
+
+
+def new_value_head(config) -> nn.Linear:
+    """A fresh ``nn.Linear(hidden, 1)`` with small weights and zero bias (values start near 0)."""
+    hidden = config.get_text_config().hidden_size
+    value_head = nn.Linear(hidden, 1)
+    nn.init.normal_(value_head.weight, std=1.0 / (hidden + 1) ** 0.5)
+    nn.init.zeros_(value_head.bias)
+    return value_head
+
+
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding, as ``generate`` uses them (so scores match sampling)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -89,10 +165,21 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 def response_logits_and_values(
     policy: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Policy logits (divided by ``temperature``) and values at the positions predicting each response token."""
+    """Policy logits (divided by ``temperature``) and values at the positions predicting each response token.
+
+    The values are None for an :class:`Actor` (the critic is separate: :func:`response_values`).
+    """
     n = input_ids.shape[1] - context_length
     logits, values = policy(input_ids, attention_mask, logits_to_keep=n + 1)
-    return logits[:, :-1] / temperature, values[:, :-1]
+    return logits[:, :-1] / temperature, values[:, :-1] if values is not None else None
+
+
+def response_values(
+    critic: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, context_length: int
+) -> torch.Tensor:
+    """The separate critic's values at the positions predicting each response token."""
+    n = input_ids.shape[1] - context_length
+    return critic(input_ids, attention_mask, logits_to_keep=n + 1)[:, :-1]
 
 
 def reference_logprobs(
@@ -213,19 +300,24 @@ def decode_with_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int,
 
 @torch.no_grad()
 def rollout(
-    policy: PolicyWithValue, ref_model: nn.Module, tokenizer, prompts: list[str], cfg: PPOConfig,
-    sampler: "VLLMSampler | None" = None,
+    policy: PolicyWithValue | Actor, ref_model: nn.Module, tokenizer, prompts: list[str], cfg: PPOConfig,
+    sampler: "VLLMSampler | None" = None, critic: Critic | None = None,
 ) -> Rollout:
     """Sample one response per prompt and score it with the policy, the critic and the reference.
 
+    ``generate`` samples with :func:`_generation_config` alone: nothing is taken from the
+    checkpoint's ``generation_config.json`` (a shipped ``repetition_penalty`` or ``top_k``
+    would sample from another distribution than the logprobs score).
+
     Args:
-        policy: The (unwrapped) policy with value head.
+        policy: The (unwrapped) policy with value head, or the actor alone when ``critic`` is given.
         ref_model: The frozen reference causal LM.
         tokenizer: The policy's tokenizer (its chat template formats the prompts).
         prompts: User prompts, one response each (repeat a prompt for several samples).
-        cfg: Sampling (temperature, top_p, max_new_tokens, ...) and batching settings.
+        cfg: Sampling (temperature, top_k, top_p, ..., max_new_tokens) and batching settings.
         sampler: Samples the responses instead of ``policy.lm.generate`` (vLLM); the
             logprobs are computed by the policy either way.
+        critic: The (unwrapped) separate critic, which gives the values; None = the policy's value head.
 
     Returns:
         The :class:`Rollout`.
@@ -240,23 +332,28 @@ def rollout(
     else:
         gen_cfg = _generation_config(cfg, pad, eos_ids)
         step = cfg.generation_batch_size or len(prompts)
-        chunks = [
-            policy.lm.generate(input_ids=queries[s : s + step], attention_mask=query_mask[s : s + step],
-                               generation_config=gen_cfg)[:, queries.shape[1]:]
-            for s in range(0, len(prompts), step)
-        ]
+        with _without_checkpoint_generation_defaults(policy.lm):
+            chunks = [
+                policy.lm.generate(input_ids=queries[s : s + step], attention_mask=query_mask[s : s + step],
+                                   generation_config=gen_cfg)[:, queries.shape[1]:]
+                for s in range(0, len(prompts), step)
+            ]
     width = max(c.shape[1] for c in chunks)
     responses = torch.cat([nn.functional.pad(c, (0, width - c.shape[1]), value=pad) for c in chunks])
     mask = response_mask(responses, eos_ids)
     truncated = ~torch.isin(responses, torch.tensor(eos_ids, device=device)).any(1)
     responses = responses.masked_fill(mask == 0, pad)
-    # 2. score them: old logprobs and values (policy), reference logprobs
+    # 2. score them: old logprobs (policy), values (value head or critic), reference logprobs
     input_ids = torch.cat([queries, responses], 1)
     attention_mask = torch.cat([query_mask, torch.ones_like(responses)], 1)
     logprobs, values, ref_logprobs = [], [], []
+    if critic is not None:
+        critic.eval()
     for s in range(0, len(prompts), cfg.micro_batch_size):
         ids, att = input_ids[s : s + cfg.micro_batch_size], attention_mask[s : s + cfg.micro_batch_size]
         logits, v = response_logits_and_values(policy, ids, att, queries.shape[1], cfg.temperature)
+        if critic is not None:
+            v = response_values(critic, ids, att, queries.shape[1])
         logprobs.append(logprobs_from_logits(logits, ids[:, queries.shape[1]:]))
         values.append(v.float())
         ref_logprobs.append(reference_logprobs(ref_model, ids, att, queries.shape[1], cfg.temperature))
@@ -283,10 +380,11 @@ class VLLMSampler:
     """Rollout sampling with vLLM inside the training process (``use_vllm: true``, GPU).
 
     A thin layer over TRL's ``VLLMGeneration`` in colocate mode: the engine shares the GPUs
-    with training (``vllm_gpu_memory_utilization``), samples plain (no top-k, the policy's
-    temperature and top-p) and gets the policy's weights after every update
-    (:meth:`sync_weights`). It returns token ids only: the logprobs PPO needs are recomputed by
-    the policy, as with ``generate``.
+    with training (``vllm_gpu_memory_utilization``), samples with the config's temperature,
+    top_k, top_p, min_p and repetition_penalty (all off by default: plain sampling; vLLM's
+    ``SamplingParams`` are built from these values only) and gets the policy's weights after
+    every update (:meth:`sync_weights`). It returns token ids only: the logprobs PPO needs are
+    recomputed by the policy, as with ``generate``.
     """
 
     def __init__(self, lm: nn.Module, accelerator, tokenizer, cfg: PPOConfig, generation_cls=None):
@@ -301,7 +399,8 @@ class VLLMSampler:
             model=lm, accelerator=accelerator, processing_class=tokenizer, mode="colocate",
             tensor_parallel_size=cfg.vllm_tensor_parallel_size, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
             max_model_length=cfg.max_prompt_length + cfg.max_new_tokens, temperature=cfg.temperature,
-            top_p=cfg.top_p, top_k=0, max_completion_length=cfg.max_new_tokens,
+            top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p or 0.0, repetition_penalty=cfg.repetition_penalty,
+            max_completion_length=cfg.max_new_tokens,
         )
 
     def __call__(self, queries: torch.Tensor, query_mask: torch.Tensor) -> list[list[int]]:
@@ -388,7 +487,7 @@ def ppo_loss(
     new_logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
     advantages: torch.Tensor,
-    new_values: torch.Tensor,
+    new_values: torch.Tensor | None,
     old_values: torch.Tensor,
     returns: torch.Tensor,
     mask: torch.Tensor,
@@ -397,7 +496,9 @@ def ppo_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped policy loss + ``vf_coef`` x clipped value loss (- ``ent_coef`` x entropy).
 
-    Token-level means over ``mask``. With ratios of 1 the policy loss is ``-mean(A)``.
+    Token-level means over ``mask``. With ratios of 1 the policy loss is ``-mean(A)``. With
+    ``new_values`` None (an :class:`Actor`: the separate critic learns from
+    :func:`value_loss` in :func:`critic_update`) it is veRL's actor loss, the policy part alone.
 
     Returns:
         ``(loss, stats)``, stats under cleanrl names (``losses/policy_loss`` ...).
@@ -408,26 +509,46 @@ def ppo_loss(
     pg_losses_clipped = -advantages * torch.clamp(ratio, 1.0 - cfg.cliprange, 1.0 + cfg.cliprange)
     pg_loss = masked_mean(torch.max(pg_losses, pg_losses_clipped), mask)
 
+    loss = pg_loss
+    with torch.no_grad():
+        stats = {
+            "losses/policy_loss": pg_loss.item(),
+            "losses/approx_kl": masked_mean((ratio - 1) - logratio, mask).item(),
+            "losses/clipfrac": masked_mean(((ratio - 1.0).abs() > cfg.cliprange).float(), mask).item(),
+            "policy/ratio_mean": masked_mean(ratio, mask).item(),
+        }
+    if new_values is not None:
+        vf_loss, value_stats = value_loss(new_values, old_values, returns, mask, cfg)
+        loss = loss + cfg.vf_coef * vf_loss
+        stats.update(value_stats)
+    if entropy is not None and cfg.ent_coef:
+        loss = loss - cfg.ent_coef * masked_mean(entropy, mask)
+    if entropy is not None:
+        stats["losses/entropy"] = masked_mean(entropy.detach(), mask).item()
+    return loss, stats
+
+
+def value_loss(
+    new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, cfg: PPOConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped value loss ``0.5 x mean(max((V - R)^2, (V_clip - R)^2))``.
+
+    ``V_clip`` is the new value kept within ``cliprange_value`` of the rollout's. It is the
+    whole loss of a separate critic (veRL) and weighted by ``vf_coef`` in the shared one.
+
+    Returns:
+        ``(loss, stats)`` with ``losses/value_loss`` and ``losses/value_clipfrac``.
+    """
     values_clipped = old_values + torch.clamp(new_values - old_values, -cfg.cliprange_value, cfg.cliprange_value)
     vf_losses = (new_values - returns) ** 2
     vf_losses_clipped = (values_clipped - returns) ** 2
     vf_loss = 0.5 * masked_mean(torch.max(vf_losses, vf_losses_clipped), mask)
-
-    loss = pg_loss + cfg.vf_coef * vf_loss
-    if entropy is not None and cfg.ent_coef:
-        loss = loss - cfg.ent_coef * masked_mean(entropy, mask)
     with torch.no_grad():
         stats = {
-            "losses/policy_loss": pg_loss.item(),
             "losses/value_loss": vf_loss.item(),
-            "losses/approx_kl": masked_mean((ratio - 1) - logratio, mask).item(),
-            "losses/clipfrac": masked_mean(((ratio - 1.0).abs() > cfg.cliprange).float(), mask).item(),
             "losses/value_clipfrac": masked_mean((vf_losses_clipped > vf_losses).float(), mask).item(),
-            "policy/ratio_mean": masked_mean(ratio, mask).item(),
         }
-        if entropy is not None:
-            stats["losses/entropy"] = masked_mean(entropy, mask).item()
-    return loss, stats
+    return vf_loss, stats
 
 
 def ppo_update(
@@ -444,10 +565,12 @@ def ppo_update(
     Advantages are whitened over the batch (``whiten_advantages``); each mini-batch is
     accumulated over micro-batches (token-weighted, so it equals one big batch), clipped to
     ``max_grad_norm`` and stepped. Updates stop early once a mini-batch's approximate KL
-    exceeds ``target_kl``.
+    exceeds ``target_kl``. A frozen policy (no parameter requires grad: the actor during the
+    critic's warm-up) is left as it is.
 
     Args:
-        policy: The policy with value head (possibly wrapped by accelerate).
+        policy: The policy with value head, or the :class:`Actor` of a separate critic (policy
+            loss only), possibly wrapped by accelerate.
         optimizer: Its optimizer.
         rollout: The batch, scored at sampling time (old logprobs and values).
         advantages: ``[B, Tr]`` from :func:`compute_gae`.
@@ -457,8 +580,10 @@ def ppo_update(
 
     Returns:
         Mean stats over the mini-batches plus ``losses/grad_norm``, ``ppo/updates`` and
-        ``ppo/early_stopped``.
+        ``ppo/early_stopped`` (only the last two, 0, for a frozen policy).
     """
+    if not any(p.requires_grad for p in policy.parameters()):
+        return {"ppo/updates": 0.0, "ppo/early_stopped": 0.0}
     mask = rollout.response_mask
     if cfg.whiten_advantages:
         advantages = masked_whiten(advantages, mask)
@@ -482,7 +607,7 @@ def ppo_update(
             break
     optimizer.zero_grad()
     policy.eval()
-    out = {key: sum(s[key] for s in all_stats) / len(all_stats) for key in all_stats[0]}
+    out = _mean_stats(all_stats)
     out.update({"ppo/updates": float(len(all_stats)), "ppo/early_stopped": float(early_stopped)})
     return out
 
@@ -497,16 +622,110 @@ def train_minibatch(
     cfg: PPOConfig,
     accelerator=None,
 ) -> dict[str, float]:
-    """One optimizer step on the rollout rows ``idx``, accumulated over micro-batches.
+    """One optimizer step of :func:`ppo_loss` on the rollout rows ``idx`` (see :func:`_accumulated_step`)."""
 
-    Each micro-batch's loss is weighted by its share of the mini-batch's response tokens, so
-    the gradient equals that of one token-level mean over the whole mini-batch. Response
-    columns that are padding in every row of a micro-batch are dropped before the forward.
+    def micro_loss(mi: torch.Tensor, cols: slice, ids: torch.Tensor, att: torch.Tensor):
+        logits, new_values = response_logits_and_values(policy, ids, att, rollout.context_length, cfg.temperature)
+        new_logprobs = logprobs_from_logits(logits, rollout.responses[mi, cols])
+        if cfg.ent_coef:
+            entropy = entropy_from_logits(logits)
+        else:
+            with torch.no_grad():
+                entropy = entropy_from_logits(logits.detach())
+        return ppo_loss(
+            new_logprobs, rollout.logprobs[mi, cols], advantages[mi, cols],
+            new_values.float() if new_values is not None else None, rollout.values[mi, cols], returns[mi, cols],
+            rollout.response_mask[mi, cols], cfg, entropy,
+        )
+
+    stats, grad_norm = _accumulated_step(policy, optimizer, rollout, idx, cfg, accelerator, micro_loss)
+    stats["losses/grad_norm"] = grad_norm
+    return stats
+
+
+def critic_update(
+    critic: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    returns: torch.Tensor,
+    cfg: PPOConfig,
+    accelerator=None,
+) -> dict[str, float]:
+    """veRL's critic update: ``ppo_epochs`` x mini-batches of :func:`value_loss` (separate critic).
+
+    Mini-batches as in :func:`ppo_update` (a shuffle of their own), accumulated over
+    micro-batches, clipped to ``max_grad_norm`` on the critic's parameters and stepped by the
+    critic's optimizer. No ``target_kl`` stop: that watches the policy.
+
+    Args:
+        critic: The :class:`Critic` (possibly wrapped by accelerate).
+        optimizer: Its optimizer (``critic_learning_rate``).
+        rollout: The batch, with the critic's values at sampling time (the clipping anchor).
+        returns: ``[B, Tr]`` value targets from :func:`compute_gae`.
+        cfg: PPO settings.
+        accelerator: An ``accelerate.Accelerator``; None = plain torch.
+
+    Returns:
+        Mean stats over the mini-batches (``losses/value_loss``, ``losses/value_clipfrac``,
+        ``losses/critic_grad_norm``) plus ``critic/updates``.
+    """
+    n = len(rollout)
+    mini = max(1, -(-n // cfg.num_mini_batches))
+    critic.train()
+    all_stats = []
+    for _epoch in range(cfg.ppo_epochs):
+        perm = torch.randperm(n, device=rollout.response_mask.device)
+        for start in range(0, n, mini):
+            idx = perm[start : start + mini]
+            all_stats.append(train_critic_minibatch(critic, optimizer, rollout, idx, returns, cfg, accelerator))
+    optimizer.zero_grad()
+    critic.eval()
+    return {**_mean_stats(all_stats), "critic/updates": float(len(all_stats))}
+
+
+def train_critic_minibatch(
+    critic: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    idx: torch.Tensor,
+    returns: torch.Tensor,
+    cfg: PPOConfig,
+    accelerator=None,
+) -> dict[str, float]:
+    """One critic optimizer step of :func:`value_loss` on the rollout rows ``idx`` (see :func:`_accumulated_step`)."""
+
+    def micro_loss(mi: torch.Tensor, cols: slice, ids: torch.Tensor, att: torch.Tensor):
+        new_values = response_values(critic, ids, att, rollout.context_length).float()
+        return value_loss(new_values, rollout.values[mi, cols], returns[mi, cols], rollout.response_mask[mi, cols], cfg)
+
+    stats, grad_norm = _accumulated_step(critic, optimizer, rollout, idx, cfg, accelerator, micro_loss)
+    stats["losses/critic_grad_norm"] = grad_norm
+    return stats
+
+
+def _accumulated_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    idx: torch.Tensor,
+    cfg: PPOConfig,
+    accelerator,
+    micro_loss: Callable[[torch.Tensor, slice, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]],
+) -> tuple[dict[str, float], float]:
+    """One optimizer step of ``model`` on the rollout rows ``idx``, accumulated over micro-batches.
+
+    ``micro_loss(rows, cols, input_ids, attention_mask) -> (loss, stats)`` is the token-level
+    mean loss of one micro-batch. Each is weighted by its share of the mini-batch's response
+    tokens, so the gradient equals that of one token-level mean over the whole mini-batch.
+    Response columns that are padding in every row of a micro-batch are dropped before the
+    forward. The gradient is clipped to ``max_grad_norm`` over ``model``'s parameters.
+
+    Returns:
+        ``(token-weighted stats, gradient norm before clipping)``.
     """
     mask = rollout.response_mask
     n_tokens = mask[idx].sum().clamp(min=1.0)
     parts = idx.split(cfg.micro_batch_size)
-    ctx = rollout.context_length
     optimizer.zero_grad()
     stats: dict[str, float] = {}
     for k, mi in enumerate(parts):
@@ -515,18 +734,8 @@ def train_minibatch(
         ids = torch.cat([rollout.queries[mi], rollout.responses[mi, cols]], 1)
         att = torch.cat([rollout.query_mask[mi], torch.ones_like(rollout.responses[mi, cols])], 1)
         last_part = accelerator is None or k == len(parts) - 1
-        with nullcontext() if last_part else accelerator.no_sync(policy):
-            logits, new_values = response_logits_and_values(policy, ids, att, ctx, cfg.temperature)
-            new_logprobs = logprobs_from_logits(logits, rollout.responses[mi, cols])
-            if cfg.ent_coef:
-                entropy = entropy_from_logits(logits)
-            else:
-                with torch.no_grad():
-                    entropy = entropy_from_logits(logits.detach())
-            loss, part_stats = ppo_loss(
-                new_logprobs, rollout.logprobs[mi, cols], advantages[mi, cols], new_values.float(),
-                rollout.values[mi, cols], returns[mi, cols], mask[mi, cols], cfg, entropy,
-            )
+        with nullcontext() if last_part else accelerator.no_sync(model):
+            loss, part_stats = micro_loss(mi, cols, ids, att)
             weight = (mask[mi].sum() / n_tokens).item()
             if accelerator is not None:
                 accelerator.backward(loss * weight)
@@ -534,14 +743,18 @@ def train_minibatch(
                 (loss * weight).backward()
         for key, value in part_stats.items():
             stats[key] = stats.get(key, 0.0) + weight * value
-    params = [p for p in policy.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
     if accelerator is not None:
         grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
     else:
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
     optimizer.step()
-    stats["losses/grad_norm"] = float(grad_norm)
-    return stats
+    return stats, float(grad_norm)
+
+
+def _mean_stats(all_stats: list[dict[str, float]]) -> dict[str, float]:
+    """Key-wise mean of per-mini-batch stats."""
+    return {key: sum(s[key] for s in all_stats) / len(all_stats) for key in all_stats[0]}
 
 # ----------------------------------------------------------------------------- training loop
 
@@ -564,7 +777,7 @@ def train(
         prompts: Training prompts; each step takes ``cfg.prompts_per_step`` of them from a
             seeded shuffle (epoch after epoch), each sampled ``rollouts_per_prompt`` times.
         reward_fn: ``reward_fn(prompts, completions, rubrics=..., truncated=...) -> list[dict]`` with
-            ``outcome`` and ``step_scores`` per completion, e.g.
+            ``outcome`` (None if malformed), ``rewards`` and step counts per completion, e.g.
             :func:`r2_write.rewards.process.process_reward_fn`.
         cfg: PPO hyperparameters.
         rubrics: One rubric per prompt (passed through to ``reward_fn``), or None.
@@ -574,7 +787,8 @@ def train(
             replaced by ``cfg.process_weight`` (the one lambda).
 
     Returns:
-        ``{"history": [metrics per step, from step 1], "final_dir": "<output_dir>/final"}``.
+        ``{"history": [metrics per step, from step 1], "final_dir": "<output_dir>/final"}``;
+        with ``critic: separate`` the critic is saved in ``final/critic/``.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -588,20 +802,33 @@ def train(
     n_proc, rank = accelerator.num_processes, accelerator.process_index
     if cfg.batch_size % n_proc or cfg.mini_batch_size % n_proc:
         raise ValueError(f"batch_size and mini_batch_size must be multiples of the {n_proc} processes")
+    if cfg.sampling_restrictions():
+        logger.warning(
+            "PPO rollouts sample with %s: the tokens are drawn from a truncated or penalised distribution but "
+            "scored with the policy's full one, so the PPO ratios and the KL are off-policy; the defaults "
+            "(top_k=0, top_p=1, min_p=None, repetition_penalty=1) sample the policy itself",
+            ", ".join(cfg.sampling_restrictions()),
+        )
 
-    # --- models, optimizer, resume state
+    # --- models, optimizers, resume state
     output_dir = Path(cfg.output_dir)
     checkpoint = latest_checkpoint(output_dir) if resume else None
     set_seed(cfg.seed)  # the value head's initialisation
     tokenizer, policy, optimizer = _load_policy(checkpoint or Path(policy_dir), cfg)
+    critic, critic_optimizer = None, None
+    if cfg.critic == "separate":
+        critic, critic_optimizer = _load_critic(checkpoint or Path(policy_dir), cfg)
     ref_model = load_causal_lm(policy_dir).eval().requires_grad_(False)
     start_step, history = 0, []
     if checkpoint is not None:
-        start_step, history = _restore_state(checkpoint, policy, optimizer)
+        start_step, history = _restore_state(checkpoint, policy, optimizer, critic_optimizer)
         logger.info("resuming PPO from %s (step %d)", checkpoint, start_step)
     policy, optimizer = accelerator.prepare(policy, optimizer)
+    unwrapped, unwrapped_critic = accelerator.unwrap_model(policy), None
+    if critic is not None:
+        critic, critic_optimizer = accelerator.prepare(critic, critic_optimizer)
+        unwrapped_critic = accelerator.unwrap_model(critic)
     ref_model.to(accelerator.device)
-    unwrapped = accelerator.unwrap_model(policy)
     sampler = VLLMSampler(unwrapped.lm, accelerator, tokenizer, cfg) if cfg.use_vllm else None
 
     # --- PPO steps
@@ -611,10 +838,12 @@ def train(
         rows = rows[rank::n_proc]
         batch_prompts = [prompts[i] for i in rows]
         batch_rubrics = [rubrics[i] for i in rows] if rubrics is not None else None
+        if critic is not None:  # critic warm-up (veRL critic_warmup): a frozen actor is not updated by ppo_update
+            unwrapped.requires_grad_(step > cfg.critic_warmup_steps)
 
         t0 = time.perf_counter()
         with accelerator.autocast():  # old logprobs at the precision the update will use
-            ro = rollout(unwrapped, ref_model, tokenizer, batch_prompts, cfg, sampler=sampler)
+            ro = rollout(unwrapped, ref_model, tokenizer, batch_prompts, cfg, sampler=sampler, critic=unwrapped_critic)
         t1 = time.perf_counter()
         results = reward_fn(batch_prompts, ro.completions, rubrics=batch_rubrics, truncated=ro.truncated.tolist())
         scores = token_scores(ro, results, reward_cfg)
@@ -628,6 +857,9 @@ def train(
 
         metrics = _step_metrics(ro, results, scores, rewards, kl, returns, reward_cfg, cfg)
         metrics.update(update_stats)
+        if critic is not None:  # the separate critic learns from the same batch (veRL's update_critic)
+            metrics.update(critic_update(critic, critic_optimizer, ro, returns, cfg, accelerator))
+            metrics["time/critic_update"] = time.perf_counter() - t3
         metrics.update({"time/rollout": t1 - t0, "time/reward": t2 - t1, "time/update": t3 - t2})
         metrics = {k: _mean_over_processes(v, accelerator, accelerator.device) for k, v in metrics.items()}
         history.append(metrics)
@@ -638,7 +870,8 @@ def train(
         if cfg.save_every and step % cfg.save_every == 0:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                save_checkpoint(output_dir / f"checkpoint-{step}", unwrapped, tokenizer, optimizer, step, history)
+                save_checkpoint(output_dir / f"checkpoint-{step}", unwrapped, tokenizer, optimizer, step, history,
+                                critic=unwrapped_critic, critic_optimizer=critic_optimizer)
                 prune_checkpoints(output_dir, cfg.keep_checkpoints)
 
     # --- final model
@@ -646,6 +879,8 @@ def train(
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _save_model(final_dir, unwrapped, tokenizer)
+        if unwrapped_critic is not None:
+            _save_critic(final_dir / CRITIC_DIR, unwrapped_critic, tokenizer)
         if cfg.cleanup_checkpoints:
             remove_checkpoints(output_dir)
     return {"history": history, "final_dir": str(final_dir)}
@@ -719,29 +954,52 @@ def load_causal_lm(path: str | Path):
     A stale ``quantization_config`` of the GGUF conversion is dropped (the weights are plain
     safetensors), so the model can be saved again with ``save_pretrained``.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    return _load_pretrained(AutoModelForCausalLM, path)
+
+
+def load_backbone(path: str | Path):
+    """Load the transformer backbone of a causal LM directory (``AutoModel``: no LM head) in float32.
+
+    The separate critic starts from it; a critic directory (``critic/``) loads the same way.
+    From a causal LM directory transformers reports ``lm_head.weight`` as unexpected: the
+    head is left out on purpose.
+    """
+    from transformers import AutoModel
+
+    return _load_pretrained(AutoModel, path)
+
+
+def _load_pretrained(auto_cls, path: str | Path):
+    from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(path)
     qc = getattr(config, "quantization_config", None)
     method = qc.get("quant_method") if isinstance(qc, dict) else getattr(qc, "quant_method", None)
     if qc is not None and str(getattr(method, "value", method)) == "gguf":
         del config.quantization_config
-    return AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32)
+    return auto_cls.from_pretrained(path, config=config, dtype=torch.float32)
 
 
 def _load_policy(source: Path, cfg: PPOConfig):
-    """Tokenizer, policy with value head, and AdamW with separate actor and critic learning rates."""
+    """Tokenizer, policy and its AdamW.
+
+    ``critic: shared``: the policy with value head, the optimizer with separate actor and
+    critic learning rates. ``critic: separate``: the :class:`Actor` alone at ``learning_rate``
+    (the critic has its own, :func:`_load_critic`).
+    """
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    policy = PolicyWithValue(load_causal_lm(source))
+    lm = load_causal_lm(source)
     if cfg.gradient_checkpointing:
-        if hasattr(policy.lm, "activation_checkpointing_enable"):  # transformers >= 5.2x name
-            policy.lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            policy.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _enable_gradient_checkpointing(lm)
+    if cfg.critic == "separate":
+        return tokenizer, Actor(lm), torch.optim.AdamW(lm.parameters(), lr=cfg.learning_rate)
+    policy = PolicyWithValue(lm)
     optimizer = torch.optim.AdamW(
         [
             {"params": list(policy.lm.parameters()), "lr": cfg.learning_rate},
@@ -751,34 +1009,90 @@ def _load_policy(source: Path, cfg: PPOConfig):
     return tokenizer, policy, optimizer
 
 
-def _restore_state(checkpoint: Path, policy: PolicyWithValue, optimizer) -> tuple[int, list[dict]]:
-    """Load the value head and optimizer state of a checkpoint; return its step and history."""
-    policy.value_head.load_state_dict(torch.load(checkpoint / VALUE_HEAD_FILE, map_location="cpu"))
+def _load_critic(source: Path, cfg: PPOConfig) -> tuple[Critic, torch.optim.Optimizer]:
+    """The separate critic and its AdamW at ``critic_learning_rate``.
+
+    ``source`` is a checkpoint or the starting policy directory. Its ``critic/`` (backbone and
+    value head, as written by :func:`_save_critic`) is loaded when present: a checkpoint always
+    has one, and a finished run's ``final/`` brings its trained critic along. Otherwise the
+    critic is the policy's backbone with a fresh value head.
+    """
+    critic_dir = source / CRITIC_DIR
+    if critic_dir.is_dir():
+        critic = Critic(load_backbone(critic_dir))
+        critic.value_head.load_state_dict(torch.load(critic_dir / VALUE_HEAD_FILE, map_location="cpu"))
+    elif (source / STATE_FILE).exists():
+        raise ValueError(f"checkpoint {source} has no {CRITIC_DIR}/: it was written with critic: shared")
+    else:
+        critic = Critic(load_backbone(source))
+    if cfg.gradient_checkpointing:
+        _enable_gradient_checkpointing(critic.backbone)
+    return critic, torch.optim.AdamW(critic.parameters(), lr=cfg.critic_learning_rate)
+
+
+def _enable_gradient_checkpointing(model: nn.Module) -> None:
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def _restore_state(
+    checkpoint: Path, policy: PolicyWithValue | Actor, optimizer, critic_optimizer=None
+) -> tuple[int, list[dict]]:
+    """Load the value head and optimizer states of a checkpoint; return its step and history.
+
+    The separate critic's weights were loaded from the checkpoint by :func:`_load_critic`;
+    ``critic_optimizer`` gets its state here.
+    """
+    if isinstance(policy, PolicyWithValue):
+        if not (checkpoint / VALUE_HEAD_FILE).exists():
+            raise ValueError(f"checkpoint {checkpoint} has no {VALUE_HEAD_FILE}: it was written with critic: separate")
+        policy.value_head.load_state_dict(torch.load(checkpoint / VALUE_HEAD_FILE, map_location="cpu"))
     optimizer.load_state_dict(torch.load(checkpoint / OPTIMIZER_FILE, map_location="cpu"))
+    if critic_optimizer is not None:
+        critic_optimizer.load_state_dict(torch.load(checkpoint / CRITIC_DIR / OPTIMIZER_FILE, map_location="cpu"))
     state = json.loads((checkpoint / STATE_FILE).read_text())
     return state["step"], state["history"]
 
 
 def save_checkpoint(
-    path: Path, policy: PolicyWithValue, tokenizer, optimizer, step: int, history: list[dict]
+    path: Path, policy: PolicyWithValue | Actor, tokenizer, optimizer, step: int, history: list[dict],
+    critic: Critic | None = None, critic_optimizer=None,
 ) -> None:
-    """Write policy, tokenizer, value head, optimizer and step/history; atomic via a temporary directory."""
+    """Write policy, tokenizer, value head, optimizer and step/history; atomic via a temporary directory.
+
+    A separate critic goes to ``critic/`` with its optimizer state.
+    """
     tmp = path.with_name(path.name + ".tmp")
     _save_model(tmp, policy, tokenizer)
     torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+    if critic is not None:
+        _save_critic(tmp / CRITIC_DIR, critic, tokenizer)
+        torch.save(critic_optimizer.state_dict(), tmp / CRITIC_DIR / OPTIMIZER_FILE)
     (tmp / STATE_FILE).write_text(json.dumps({"step": step, "history": history}, indent=1))
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)
 
 
-def _save_model(path: Path, policy: PolicyWithValue, tokenizer) -> None:
+def _save_model(path: Path, policy: PolicyWithValue | Actor, tokenizer) -> None:
+    """The policy as a plain Hugging Face causal LM directory (plus ``value_head.pt`` when shared)."""
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
     policy.lm.save_pretrained(path)
     tokenizer.save_pretrained(path)
-    torch.save(policy.value_head.state_dict(), path / VALUE_HEAD_FILE)
+    if isinstance(policy, PolicyWithValue):
+        torch.save(policy.value_head.state_dict(), path / VALUE_HEAD_FILE)
+
+
+def _save_critic(path: Path, critic: Critic, tokenizer) -> None:
+    """The separate critic: its backbone (``AutoModel`` directory), tokenizer and ``value_head.pt``."""
+    path.mkdir(parents=True, exist_ok=True)
+    critic.backbone.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    torch.save(critic.value_head.state_dict(), path / VALUE_HEAD_FILE)
 
 
 def _pad_id(tokenizer) -> int:
@@ -793,15 +1107,60 @@ def _eos_ids(tokenizer, lm) -> list[int]:
 
 
 def _generation_config(cfg: PPOConfig, pad: int, eos_ids: list[int]):
-    """Plain sampling from the policy (no top-k, no repetition penalty), so logprobs match."""
+    """The rollout's complete sampling settings: the config's values, every other logits processor off.
+
+    transformers 5 ``generate(generation_config=...)`` fills each field left None from
+    ``model.generation_config`` (the checkpoint's ``generation_config.json``), then from global
+    defaults such as ``top_k=50`` and ``max_length=20`` (``_prepare_generation_config``). So
+    every field that shapes the sampled distribution or the length is set here; the fields
+    whose "off" is None (``min_p``, ``suppress_tokens``, ``bad_words_ids``, forced tokens,
+    watermarking, ...) stay off because :func:`rollout` blanks the model's own config for the
+    call (:func:`_without_checkpoint_generation_defaults`). With the defaults (temperature 1,
+    top_k 0, top_p 1, no min_p, repetition_penalty 1) no logits processor runs: the tokens are
+    sampled from exactly the distribution the logprobs score.
+    """
     from transformers import GenerationConfig
 
     return GenerationConfig(
         do_sample=True,
+        num_beams=1,
+        num_return_sequences=1,
         temperature=cfg.temperature,
+        top_k=cfg.top_k,
         top_p=cfg.top_p,
-        top_k=0,
+        min_p=cfg.min_p or None,
+        typical_p=1.0,
+        epsilon_cutoff=0.0,
+        eta_cutoff=0.0,
+        repetition_penalty=cfg.repetition_penalty,
+        encoder_repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        encoder_no_repeat_ngram_size=0,
+        renormalize_logits=False,
+        remove_invalid_values=False,
+        min_length=0,
         max_new_tokens=cfg.max_new_tokens,
+        use_cache=True,
+        return_dict_in_generate=False,
         pad_token_id=pad,
         eos_token_id=eos_ids,
     )
+
+
+@contextmanager
+def _without_checkpoint_generation_defaults(lm: nn.Module):
+    """Give ``lm`` a blank generation config while ``generate`` runs, so nothing is inherited from the checkpoint.
+
+    ``generate`` fills every field of the passed config that is None from ``lm.generation_config``;
+    with a blank one only transformers' global defaults remain, which are off for every field
+    :func:`_generation_config` leaves None. The checkpoint's own config is put back afterwards
+    (and saved with the model).
+    """
+    from transformers import GenerationConfig
+
+    saved = lm.generation_config
+    lm.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        lm.generation_config = saved

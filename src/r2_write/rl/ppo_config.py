@@ -9,13 +9,20 @@ Parameters are grouped as follows.
 Optimisation:
     learning_rate, critic_learning_rate, max_grad_norm, ppo_epochs, batch_size,
     mini_batch_size, micro_batch_size, gradient_checkpointing, mixed_precision.
+Critic:
+    critic ("shared": a value head on the policy's last hidden state, one optimizer;
+    "separate": veRL's critic, a second copy of the starting backbone with its own value head,
+    AdamW at critic_learning_rate and gradient clipping), critic_warmup_steps.
 PPO objective:
     cliprange, cliprange_value, vf_coef, ent_coef, target_kl, whiten_advantages.
 Rewards and advantages:
     kl_coef, gamma, lam, process_weight.
 Rollouts:
-    rollouts_per_prompt, temperature, top_p, max_new_tokens, max_prompt_length,
-    generation_batch_size, use_vllm.
+    rollouts_per_prompt, temperature, top_k, top_p, min_p, repetition_penalty,
+    max_new_tokens, max_prompt_length, check_length_budget, generation_batch_size, use_vllm.
+    Sampling is set explicitly (nothing comes from the checkpoint's generation_config.json);
+    top_k, top_p < 1, min_p and repetition_penalty != 1 are off by default: they sample from
+    another distribution than the one PPO's logprobs score (:meth:`PPOConfig.sampling_restrictions`).
 Run:
     total_steps, seed, save_every, output_dir.
 
@@ -26,6 +33,8 @@ epoch), ``prompts_per_step`` (distinct prompts per step) and ``grad_accum_steps`
 >>> cfg = PPOConfig(batch_size=4, mini_batch_size=2, rollouts_per_prompt=2)
 >>> cfg.num_mini_batches, cfg.prompts_per_step, cfg.micro_batch_size
 (2, 2, 2)
+>>> PPOConfig(top_k=50, repetition_penalty=1.3).sampling_restrictions()
+['top_k=50', 'repetition_penalty=1.3']
 """
 
 from __future__ import annotations
@@ -41,7 +50,9 @@ class PPOConfig:
     learning_rate: float = field(
         default=1e-6, metadata={"help": "Actor (policy) learning rate; the paper recipe uses 1e-6, tiny runs 1e-5."}
     )
-    critic_learning_rate: float = field(default=1e-5, metadata={"help": "Critic (value head) learning rate."})
+    critic_learning_rate: float = field(
+        default=1e-5, metadata={"help": "Critic learning rate (the value head, or the whole separate critic)."}
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Global gradient-norm clip per optimizer step."})
     ppo_epochs: int = field(default=1, metadata={"help": "Passes over each step's rollouts."})
     batch_size: int = field(
@@ -58,10 +69,25 @@ class PPOConfig:
     mixed_precision: str = field(
         default="no", metadata={"help": "Accelerate mixed precision: 'no', 'bf16' or 'fp16'."}
     )
+    # --- critic
+    critic: str = field(
+        default="shared",
+        metadata={"help": "'shared': a value head on the policy's last hidden state (one model, CPU-friendly); "
+                          "'separate': veRL's critic, a second copy of the starting backbone with its own value "
+                          "head, optimizer (critic_learning_rate) and gradient clipping."},
+    )
+    critic_warmup_steps: int = field(
+        default=0,
+        metadata={"help": "First PPO steps that update only the critic, the actor not stepped (veRL "
+                          "critic_warmup); needs critic: separate."},
+    )
     # --- PPO objective
     cliprange: float = field(default=0.2, metadata={"help": "Policy ratio clip epsilon."})
     cliprange_value: float = field(default=0.2, metadata={"help": "Value clip around the rollout's values."})
-    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss in the total loss."})
+    vf_coef: float = field(
+        default=0.1,
+        metadata={"help": "Weight of the value loss in the shared model's loss (a separate critic has its own)."},
+    )
     ent_coef: float = field(default=0.0, metadata={"help": "Entropy bonus weight (0 = entropy only logged)."})
     target_kl: float | None = field(
         default=None,
@@ -81,10 +107,22 @@ class PPOConfig:
     # --- rollouts
     rollouts_per_prompt: int = field(default=1, metadata={"help": "Samples per prompt in a step."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (also divides the logits)."})
+    top_k: int = field(default=0, metadata={"help": "Sample from the k most likely tokens only; 0 = off."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (1.0 = sample the full policy)."})
+    min_p: float | None = field(
+        default=None, metadata={"help": "Drop tokens below min_p x the top token's probability; None or 0 = off."}
+    )
+    repetition_penalty: float = field(
+        default=1.0, metadata={"help": "Penalise tokens already in the prompt or response; 1.0 = off."}
+    )
     max_new_tokens: int = field(default=1024, metadata={"help": "Response length limit in tokens."})
     max_prompt_length: int = field(
         default=1024, metadata={"help": "Prompt tokens kept (from the end) after the chat template."}
+    )
+    check_length_budget: bool = field(
+        default=True,
+        metadata={"help": "The PPO node fails when max_new_tokens is shorter than the 95th percentile of the SFT "
+                          "trajectories' token lengths (the policy would be cut off mid-trajectory)."},
     )
     generation_batch_size: int | None = field(
         default=None, metadata={"help": "Prompts per generate() call; None = all of a step's prompts at once."}
@@ -135,6 +173,19 @@ class PPOConfig:
                 raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"PPOConfig.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+        if self.critic not in ("shared", "separate"):
+            raise ValueError(f"PPOConfig.critic must be 'shared' or 'separate', got {self.critic!r}")
+        if self.critic_warmup_steps < 0:
+            raise ValueError(f"PPOConfig.critic_warmup_steps must be >= 0, got {self.critic_warmup_steps!r}")
+        if self.critic_warmup_steps and self.critic != "separate":
+            raise ValueError("PPOConfig.critic_warmup_steps needs critic: separate (a shared value head trains with "
+                             "the policy)")
+        if self.top_k < 0:
+            raise ValueError(f"PPOConfig.top_k must be >= 0 (0 = off), got {self.top_k!r}")
+        if self.min_p is not None and not 0.0 <= self.min_p <= 1.0:
+            raise ValueError(f"PPOConfig.min_p must be in [0, 1] or None, got {self.min_p!r}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"PPOConfig.repetition_penalty must be > 0 (1.0 = off), got {self.repetition_penalty!r}")
         if self.target_kl is not None and self.target_kl <= 0:
             raise ValueError(f"PPOConfig.target_kl must be > 0 or None, got {self.target_kl!r}")
         if self.batch_size % self.mini_batch_size:
@@ -159,3 +210,20 @@ class PPOConfig:
         self.num_mini_batches = self.batch_size // self.mini_batch_size
         self.prompts_per_step = self.batch_size // self.rollouts_per_prompt
         self.grad_accum_steps = self.mini_batch_size // self.micro_batch_size
+
+    def sampling_restrictions(self) -> list[str]:
+        """The rollout settings that make sampling differ from the policy's (temperature-scaled) distribution.
+
+        PPO scores each sampled token with the full distribution, so with any of these the old
+        logprobs belong to another distribution than the one sampled (``train`` warns, as TRL does).
+        """
+        restrictions = []
+        if self.top_k:
+            restrictions.append(f"top_k={self.top_k}")
+        if self.top_p < 1.0:
+            restrictions.append(f"top_p={self.top_p}")
+        if self.min_p:
+            restrictions.append(f"min_p={self.min_p}")
+        if self.repetition_penalty != 1.0:
+            restrictions.append(f"repetition_penalty={self.repetition_penalty}")
+        return restrictions

@@ -10,8 +10,10 @@ import torch
 from kedro.runner import SequentialRunner
 from transformers import AutoModelForCausalLM
 
+from r2_write.config import ConfigError
 from r2_write.pipelines.grpo import create_pipeline as grpo_pipeline
 from r2_write.pipelines.ppo import create_pipeline as ppo_pipeline
+from r2_write.pipelines.ppo.nodes import train_ppo_policy
 from r2_write.pipelines.ppo_outcome import create_pipeline as ppo_outcome_pipeline
 from r2_write.pipelines.sft import create_pipeline as sft_pipeline
 from r2_write.rubrics.schema import generic_rubric
@@ -47,11 +49,18 @@ def test_sft_with_lora_merges_into_a_plain_checkpoint(tiny_model_dir, tmp_path):
     assert cfg["model_type"] == "llama"  # merged: loads without peft
 
 
-def _rl_catalog(tiny_model_dir, project_params, llm_params, variant, extra):
+# SFT trajectories short enough for PPO_TINY's 8-token budget (the length budget check passes)
+SFT_SET = pd.DataFrame({"prompt": ["Write a haiku.", "Write a memo."], "completion": ["A haiku.", "A memo."]})
+
+
+def _rl_set(project_params) -> pd.DataFrame:
     crit = json.dumps([c.to_row() for c in generic_rubric(project_params["generic_rubric"])])
-    rl_set = pd.DataFrame({"id": ["r1", "r2"], "prompt": ["Plan a lesson on tides.", "Write an ad."], "criteria": [crit] * 2})
+    return pd.DataFrame({"id": ["r1", "r2"], "prompt": ["Plan a lesson on tides.", "Write an ad."], "criteria": [crit] * 2})
+
+
+def _rl_catalog(tiny_model_dir, project_params, llm_params, variant, extra):
     return memory_catalog({
-        "scoring.rl_set": rl_set, "sft.model": tiny_model_dir,
+        "scoring.rl_set": _rl_set(project_params), "scoring.sft_set": SFT_SET, "sft.model": tiny_model_dir,
         f"params:{variant}": extra, "params:llm": llm_params,
         "params:judge": {**project_params["judge"], "mode": "generate"},
         "params:generic_rubric": project_params["generic_rubric"],
@@ -61,20 +70,36 @@ def _rl_catalog(tiny_model_dir, project_params, llm_params, variant, extra):
 PPO_TINY = {"batch_size": 2, "mini_batch_size": 2, "max_new_tokens": 8, "total_steps": 2, "save_every": 1, "learning_rate": 1e-3}
 
 
-@pytest.mark.parametrize("variant,pipe,weight", [("ppo", ppo_pipeline, 0.5), ("ppo_outcome", ppo_outcome_pipeline, 0.0)])
-def test_ppo_pipelines_share_metric_names(tmp_path, tiny_model_dir, project_params, llm_params, fake_llm, variant, pipe, weight):
-    params = {**PPO_TINY, "process_weight": weight, "output_dir": str(tmp_path / variant)}
+@pytest.mark.parametrize("variant,pipe,weight,critic", [("ppo", ppo_pipeline, 0.5, "shared"),
+                                                        ("ppo_outcome", ppo_outcome_pipeline, 0.0, "shared"),
+                                                        ("ppo", ppo_pipeline, 0.5, "separate")])
+def test_ppo_pipelines_share_metric_names(tmp_path, tiny_model_dir, project_params, llm_params, fake_llm, variant, pipe, weight,
+                                          critic):
+    params = {**PPO_TINY, "process_weight": weight, "critic": critic, "output_dir": str(tmp_path / variant)}
     catalog = _rl_catalog(tiny_model_dir, project_params, llm_params, variant, params)
     SequentialRunner().run(pipe(), catalog)
     assert not _params_equal(catalog.load(f"{variant}.model"), tiny_model_dir)
     history = catalog.load(f"{variant}.history")
     assert len(history) == 2 and set(history["variant"]) == {variant}
     metrics = catalog.load(f"{variant}_metrics")
-    for name in ("reward/mean", "reward/outcome", "reward/process", "response/length_tokens", "response/reflections",
-                 "objective/kl", "losses/entropy", "losses/value_loss", "losses/clipfrac"):
+    # the tiny random model's 8-token rollouts are all truncated, so never judged: reward/outcome is NaN (not logged)
+    for name in ("reward/mean", "reward/format_violations", "reward/process", "response/length_tokens",
+                 "response/reflections", "objective/kl", "losses/entropy", "losses/value_loss", "losses/clipfrac"):
         assert len(metrics[f"{variant}/{name}"]) == 2, name
     assert sorted(p.name for p in (tmp_path / variant).iterdir()) == ["final"]  # checkpoints deleted when done
+    assert (tmp_path / variant / "final" / "critic").is_dir() == (critic == "separate")
     assert catalog.load(f"{variant}_curves").axes[0].get_title() == "Reward"
+
+
+def test_ppo_max_new_tokens_must_fit_the_sft_trajectories(tiny_model_dir, project_params, llm_params, tmp_path):
+    long_set = pd.DataFrame({"prompt": ["Q"] * 3, "completion": ["<think>\n<draft>\n" + "word " * 60 + "\n</draft>\n</think>\nA"] * 3})
+    params = {**PPO_TINY, "output_dir": str(tmp_path)}
+    args = (_rl_set(project_params), long_set, tiny_model_dir)
+    with pytest.raises(ConfigError, match=r"^ppo\.max_new_tokens=8 is shorter than the 95th percentile \(\d+ tokens\) of the SFT"):
+        train_ppo_policy(*args, params, llm_params, project_params["judge"], project_params["generic_rubric"])
+    with pytest.raises(ConfigError, match=r"ppo_outcome\.check_length_budget: false"):
+        train_ppo_policy(*args, params, llm_params, project_params["judge"], project_params["generic_rubric"], variant="ppo_outcome")
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # failed before training
 
 
 def test_grpo_pipeline(tiny_model_dir, project_params, llm_params, fake_llm, tmp_path):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from r2_write.config import build_dataclass
+from r2_write.config import ConfigError, build_dataclass
 from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn
 from r2_write.rl.ppo import train
 from r2_write.rl.ppo_config import PPOConfig
@@ -19,12 +21,15 @@ logger = logging.getLogger(__name__)
 
 
 def train_ppo_policy(
-    rl_set: pd.DataFrame, policy_model: str, params: dict, llm: dict, judge: dict, generic_rubric: list[dict], variant: str = "ppo"
+    rl_set: pd.DataFrame, sft_set: pd.DataFrame, policy_model: str, params: dict, llm: dict, judge: dict,
+    generic_rubric: list[dict], variant: str = "ppo",
 ) -> tuple[str, pd.DataFrame, dict]:
     """PPO from the SFT checkpoint with reward = outcome + process_weight * step rewards.
 
     Args:
         rl_set: ``scoring.rl_set`` (prompt, criteria).
+        sft_set: ``scoring.sft_set``: the policy learned its trajectories (``completion``), so
+            ``max_new_tokens`` must fit them (checked unless ``check_length_budget: false``).
         policy_model: Directory of the starting policy (the SFT model); also the KL reference.
         params: ``params:ppo`` (PPOConfig fields plus ``reward``: ProcessRewardConfig fields);
             ``process_weight: 0`` is the outcome-only ablation.
@@ -42,6 +47,8 @@ def train_ppo_policy(
     reward_cfg = build_dataclass(ProcessRewardConfig, params.pop("reward", {}), f"{variant}.reward")
     prompts = list(rl_set["prompt"])
     cfg = build_dataclass(PPOConfig, {"output_dir": run_dir(variant, params, policy_model, prompts), **params}, variant)
+    if cfg.check_length_budget:
+        _check_length_budget(sft_set, policy_model, cfg.max_new_tokens, variant)
     judge_ = judge_for(llm, judge)
     reward_fn = process_reward_fn(judge_score_fn(judge_, generic_rubric), reward_cfg)
     with NestedRunLogger(variant, params) as log:
@@ -52,6 +59,31 @@ def train_ppo_policy(
     if curves:
         curves[-1][f"{variant}/judge/failed_items"] = float(judge_.stats.failed_items)
     return result["final_dir"], history, mlflow_metric_history(curves)
+
+
+def _check_length_budget(sft_set: pd.DataFrame, policy_model: str, max_new_tokens: int, variant: str) -> None:
+    """Fail when ``max_new_tokens`` is shorter than the 95th percentile of the SFT trajectories.
+
+    A trajectory's length is its ``completion`` (thinking segments and final answer) in the
+    policy's tokens plus the end token the rollout must reach. With a shorter budget most
+    rollouts are cut off mid-trajectory and get the format penalty instead of a judged answer.
+    """
+    if sft_set.empty:
+        logger.warning("%s: no SFT trajectories to check max_new_tokens=%d against", variant, max_new_tokens)
+        return
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(policy_model)
+    lengths = [len(ids) + 1 for ids in tokenizer(list(sft_set["completion"]), add_special_tokens=False)["input_ids"]]
+    p95 = math.ceil(float(np.percentile(lengths, 95)))
+    if max_new_tokens < p95:
+        raise ConfigError(
+            f"{variant}.max_new_tokens={max_new_tokens} is shorter than the 95th percentile ({p95} tokens) of the SFT "
+            f"trajectories the policy learned from (scoring.sft_set, {len(lengths)} completions): most rollouts would "
+            f"be cut off; raise {variant}.max_new_tokens or set {variant}.check_length_budget: false"
+        )
+    logger.info("%s: max_new_tokens=%d fits the SFT trajectories (95th percentile %d tokens, max %d)",
+                variant, max_new_tokens, p95, max(lengths))
 
 
 def plot_reward_and_length(history: pd.DataFrame) -> Figure:

@@ -13,7 +13,8 @@ def variant_pipeline(variant: str) -> Pipeline:
         [
             Node(
                 train,
-                inputs=["scoring.rl_set", "sft.model", f"params:{variant}", "params:llm", "params:judge", "params:generic_rubric"],
+                inputs=["scoring.rl_set", "scoring.sft_set", "sft.model", f"params:{variant}", "params:llm", "params:judge",
+                        "params:generic_rubric"],
                 outputs=[f"{variant}.model", f"{variant}.history", f"{variant}_metrics"],
                 name=f"train_{variant}_policy_node",
             ),
