@@ -220,3 +220,36 @@ def test_official_format_files_any_language_and_criteria_count(eval_llm, tmp_pat
                                               pd.DataFrame(columns=["id", "criterion", "rating"]), variant="base")
     assert summary.loc[0, "writingbench_overall"] == 70.0 and summary.loc[0, "writingbench_subset_style"] == 70.0
     assert "教案" in set(breakdown["group"])
+
+
+def test_judge_prompt_template_from_configuration(eval_llm, wb_queries, eval_params, llm_params, tmp_path):
+    """evaluation.writingbench.judge_prompt_path: the user's template reaches the judge; a bad path stops the run early."""
+    path = tmp_path / "critic.yaml"
+    path.write_text('system: "You are an expert evaluator."\nuser: "C: {criteria}\\nQ: {query}\\nR: {response}\\nJSON only."\n')
+    params = {**eval_params, "writingbench": {**eval_params["writingbench"], "judge_prompt_path": str(path)}}
+    inputs = select_writingbench_queries(wb_queries, params)
+    responses = generate_writingbench_responses("fake-dir", inputs.head(1), params, llm_params)
+    seen = []
+    eval_llm.backend.respond = lambda conv, s: seen.append(conv) or '{"score": 9, "reason": "r"}'
+    scores = judge_writingbench_responses(responses, params, llm_params, {})
+    assert (scores["score"] == 9).all() and seen[0][0]["content"] == "You are an expert evaluator."
+    assert seen[0][1]["content"].startswith("C: {'name': 'A 0'") and "\nR: Final answer with" in seen[0][1]["content"]
+    bad = {**eval_params, "writingbench": {**eval_params["writingbench"], "judge_prompt_path": str(tmp_path / "none.yaml")}}
+    with pytest.raises(ConfigError, match="judge_prompt_path.*not found"):
+        select_writingbench_queries(wb_queries, bad)
+
+
+def test_judge_roles_fall_back_to_llm_judge(monkeypatch):
+    """eval_judge and reward_judge are their own roles when configured, llm.judge otherwise."""
+    from r2_write.roles import client_for, judge_for
+
+    seen = []
+    monkeypatch.setattr("r2_write.roles.get_client", lambda cfg, **kw: seen.append((kw.get("role"), cfg.model)) or cfg)
+    llm = {"judge": {"model": "shared"}}
+    client_for(llm, "eval_judge"), judge_for(llm, {})
+    client_for({**llm, "eval_judge": {"model": "critic"}, "reward_judge": {"model": "api"}}, "eval_judge")
+    judge_for({**llm, "eval_judge": {"model": "critic"}, "reward_judge": {"model": "api"}}, {})
+    assert [m for _, m in seen] == ["shared", "shared", "critic", "api"]
+    assert nodes.WritingBenchParams().judge_role == nodes.DeepResearchGymParams().judge_role == "eval_judge"
+    with pytest.raises(ValueError, match="llm.drg_judge"):
+        client_for(llm, "drg_judge")

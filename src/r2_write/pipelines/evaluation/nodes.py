@@ -9,12 +9,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from r2_write.config import parse_params
+from r2_write.config import ConfigError, parse_params
 from r2_write.evaluation import compare, deepresearchgym as drg, writingbench as wb
 from r2_write.evaluation.retrieval import RetrieverConfig, build_retriever
 from r2_write.judge.judge import JudgeConfig, RubricJudge
 from r2_write.llm.client import LLMClient
 from r2_write.llm.config import SamplingParams
+from r2_write.prompts.judge import PromptTemplate, load_prompt_template
 from r2_write.roles import client_for, policy_client
 from r2_write.tracking import mlflow_metrics
 
@@ -43,8 +44,19 @@ class WritingBenchParams(BaseModel):
             if n is not None and n < 0:
                 raise ValueError(f"query counts must be >= 0 or null, got {n}")
         return v
-    judge_role: str = Field("judge", description="Role under params:llm whose model judges.")
+    judge_role: str = Field(
+        "eval_judge", description="Role under params:llm whose model judges (eval_judge falls back to llm.judge)."
+    )
     judge: dict = Field(default_factory=dict, description="Overrides of params:judge for this benchmark.")
+    judge_prompt_path: str | None = Field(
+        None,
+        description="A judge prompt template file of your own (e.g. the official WritingBench critic's, which the "
+        "critic model was trained on), loaded at run time: .yaml/.json with 'user' (and 'system'), or a text file "
+        "with the user template; placeholders {query}, {response}, {criteria}. None: the built-in prompt.",
+    )
+    judge_system_prompt: str | None = Field(
+        None, description="System message for a plain-text judge_prompt_path template (None: no system message)."
+    )
     reflection_steps: bool = Field(
         True,
         description="Judge the version before and after every reflection->revision step in the variant's own "
@@ -63,7 +75,9 @@ class DeepResearchGymParams(BaseModel):
     max_passage_chars: int = Field(1500, ge=100, description="Characters of each passage shown to the writer.")
     support_requires_urls: bool = Field(True, description="Rate Support 0 without asking when a report has no URL.")
     retriever: RetrieverConfig = Field(default_factory=RetrieverConfig)
-    judge_role: str = Field("judge", description="Role under params:llm whose model judges.")
+    judge_role: str = Field(
+        "eval_judge", description="Role under params:llm whose model judges (eval_judge falls back to llm.judge)."
+    )
     judge: dict = Field(default_factory=dict, description="Overrides of params:judge for this benchmark.")
 
 
@@ -90,6 +104,25 @@ def _judge_parts(llm: dict, judge: dict, role: str, overrides: dict, where: str)
     return client_for(llm, role), parse_params(JudgeConfig, {**(judge or {}), **overrides}, where)
 
 
+def _judge_template(p: WritingBenchParams) -> PromptTemplate | None:
+    """The user's WritingBench judge prompt template, or None for the built-in prompt."""
+    if not p.judge_prompt_path:
+        return None
+    try:
+        return load_prompt_template(p.judge_prompt_path, p.judge_system_prompt)
+    except ValueError as exc:
+        raise ConfigError(f"parameter 'evaluation.writingbench.judge_prompt_path': {exc}") from None
+
+
+def _writingbench_judge(llm: dict, judge: dict, p: WritingBenchParams) -> RubricJudge:
+    """The WritingBench judge: role, settings and (optionally) the user's prompt template."""
+    client, cfg = _judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.writingbench.judge")
+    template = _judge_template(p)
+    logger.info("WritingBench judge: %s (role %s), prompt %s", client.cfg.model, p.judge_role,
+                template.source if template else "built-in")
+    return RubricJudge(client, cfg, template)
+
+
 def select_writingbench_queries(queries: pd.DataFrame, params: dict) -> pd.DataFrame:
     """Take the configured first queries of each WritingBench file (subset).
 
@@ -108,6 +141,7 @@ def select_writingbench_queries(queries: pd.DataFrame, params: dict) -> pd.DataF
         The evaluation queries (same columns), subset by subset in file order.
     """
     p = _params(params).writingbench
+    _judge_template(p)  # a missing or malformed judge prompt stops the run here, before any generation
     if "subsets" not in queries.columns:
         queries = queries.assign(subsets="writingbench")
     if p.max_query_chars is not None:
@@ -196,9 +230,7 @@ def judge_writingbench_responses(responses: pd.DataFrame, params: dict, llm: dic
     Returns:
         One row per (query, criterion): id, domain, criterion, score, reason, attempts, error.
     """
-    p = _params(params).writingbench
-    client, cfg = _judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.writingbench.judge")
-    return wb.judge_responses(RubricJudge(client, cfg), responses)
+    return wb.judge_responses(_writingbench_judge(llm, judge, _params(params).writingbench), responses)
 
 
 def judge_reflection_steps(responses: pd.DataFrame, params: dict, llm: dict, judge: dict) -> pd.DataFrame:
@@ -220,8 +252,7 @@ def judge_reflection_steps(responses: pd.DataFrame, params: dict, llm: dict, jud
     p = _params(params).writingbench
     if not p.reflection_steps:
         return pd.DataFrame(columns=wb.STEP_COLUMNS)
-    client, cfg = _judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.writingbench.judge")
-    steps = wb.judge_reflection_steps(RubricJudge(client, cfg), responses)
+    steps = wb.judge_reflection_steps(_writingbench_judge(llm, judge, p), responses)
     logger.info("reflection steps in %d responses: %d (%s)", len(responses), len(steps), steps["effect"].value_counts().to_dict())
     return steps
 
