@@ -1,0 +1,1 @@
+"""Verifiable writing tasks built by code, with rule-based judges (learning-signal checks)."""
