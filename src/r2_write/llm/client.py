@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from r2_write.llm.base import ChatBackend, Conversation, EndpointError, Generation, LLMError
 from r2_write.llm.cache import ResponseCache, cache_key
 from r2_write.llm.config import LLMConfig, SamplingParams
+from r2_write.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class LLMClient:
         before = self.stats.copy()
         keys = [self._key("chat", c, sampling=sampling.model_dump()) for c in conversations]
         out: list[Generation | None] = [None] * len(conversations)
+        progress = Progress(len(conversations), f"LLM {self.role or self.cfg.backend} {self.cfg.model}", logger)
         for start in range(0, len(conversations), self.chunk_size):
             idx = list(range(start, min(start + self.chunk_size, len(conversations))))
             cached = self.cache.get_many([keys[i] for i in idx]) if self.cache is not None else {}
@@ -118,6 +120,7 @@ class LLMClient:
                 if keys[i] in cached:
                     out[i] = Generation(**cached[keys[i]])
             if not todo:
+                progress.update(len(idx))
                 continue
             chunk_seed = int(cache_key(seed=sampling.seed, keys=[keys[i] for i in idx])[:8], 16)
             chunk_sampling = sampling.model_copy(update={"seed": chunk_seed}) if self.cfg.backend != "openai" else sampling
@@ -143,6 +146,8 @@ class LLMClient:
                     self.stats.errors[g.error] += 1
             if self.cache is not None and not self._streams:
                 self.cache.put_many(fresh)
+            progress.update(len(idx))
+        progress.close()
         done = self.stats.since(before)
         logger.info(
             "LLM %s %s: %d requests, %d cache hits, %d model calls, %d failures",
@@ -179,6 +184,7 @@ class LLMClient:
         fresh = {}
         if todo:
             self._check_endpoint()
+        progress = Progress(len(todo), f"LLM {self.role or self.cfg.backend} {self.cfg.model} (probabilities)", logger)
         for start in range(0, len(todo), self.cfg.batch_size):
             part = todo[start : start + self.cfg.batch_size]
             try:
@@ -189,6 +195,8 @@ class LLMClient:
             fresh.update({keys[i]: p for i, p in zip(part, probs)})
             if self.cache is not None:
                 self.cache.put_many({keys[i]: fresh[keys[i]] for i in part})
+            progress.update(len(part))
+        progress.close()
         return [cached[k] if k in cached else fresh[k] for k in keys]
 
 
