@@ -72,9 +72,9 @@ def test_notebook_loads_latest_table_and_mlflow_runs(project_root, project_copy,
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(project_copy)
-    old, _, _ = compare_variants(_summary("base", 11.0, 1.0), _summary("ppo", 12.0, 2.0))
+    old, *_ = compare_variants(_summary("base", 11.0, 1.0), _summary("ppo", 12.0, 2.0))
     _save_comparison(project_copy, old)
-    table, _, _ = compare_variants(_summary("base", 61.0, 40.0), _summary("ppo", 74.5, 52.0))
+    table, *_ = compare_variants(_summary("base", 61.0, 40.0), _summary("ppo", 74.5, 52.0))
     experiment = _save_comparison(project_copy, table)
     assert len(list((project_copy / "data/08_reporting/evaluation/comparison.parquet").glob("*/comparison.parquet"))) == 2
     mlflow.set_tracking_uri(f"sqlite:///{project_copy / 'mlflow.db'}")  # the copy's store, never the real one
