@@ -13,6 +13,7 @@ from r2_write.config import ConfigError, parse_params
 from r2_write.evaluation import compare, deepresearchgym as drg, writingbench as wb
 from r2_write.evaluation.retrieval import RetrieverConfig, build_retriever
 from r2_write.judge.judge import JudgeConfig, RubricJudge
+from r2_write.llm.budget import check_calls, check_judge
 from r2_write.llm.client import LLMClient
 from r2_write.llm.config import SamplingParams
 from r2_write.prompts.judge import PromptTemplate, load_prompt_template
@@ -215,7 +216,10 @@ def generate_writingbench_responses(model: str, queries: pd.DataFrame, params: d
     Returns:
         See :func:`r2_write.evaluation.writingbench.generate_responses`.
     """
-    return wb.generate_responses(_policy_client(llm, model), queries, _params(params).generation)
+    client = _policy_client(llm, model)
+    out = wb.generate_responses(client, queries, _params(params).generation)
+    check_calls(client, what="responses failed")  # above llm.policy.max_failed_share: the node fails
+    return out
 
 
 def judge_writingbench_responses(responses: pd.DataFrame, params: dict, llm: dict, judge: dict) -> pd.DataFrame:
@@ -230,7 +234,10 @@ def judge_writingbench_responses(responses: pd.DataFrame, params: dict, llm: dic
     Returns:
         One row per (query, criterion): id, domain, criterion, score, reason, attempts, error.
     """
-    return wb.judge_responses(_writingbench_judge(llm, judge, _params(params).writingbench), responses)
+    judge_ = _writingbench_judge(llm, judge, _params(params).writingbench)
+    out = wb.judge_responses(judge_, responses)
+    check_judge(judge_, "judged criteria unscored")
+    return out
 
 
 def judge_reflection_steps(responses: pd.DataFrame, params: dict, llm: dict, judge: dict) -> pd.DataFrame:
@@ -252,7 +259,9 @@ def judge_reflection_steps(responses: pd.DataFrame, params: dict, llm: dict, jud
     p = _params(params).writingbench
     if not p.reflection_steps:
         return pd.DataFrame(columns=wb.STEP_COLUMNS)
-    steps = wb.judge_reflection_steps(_writingbench_judge(llm, judge, p), responses)
+    judge_ = _writingbench_judge(llm, judge, p)
+    steps = wb.judge_reflection_steps(judge_, responses)
+    check_judge(judge_, "judged criteria unscored")
     logger.info("reflection steps in %d responses: %d (%s)", len(responses), len(steps), steps["effect"].value_counts().to_dict())
     return steps
 
@@ -274,7 +283,10 @@ def generate_drg_reports(model: str, queries: pd.DataFrame, passages: pd.DataFra
     sampling = p.generation
     if p.deepresearchgym.max_new_tokens:
         sampling = sampling.model_copy(update={"max_new_tokens": p.deepresearchgym.max_new_tokens})
-    return drg.generate_reports(_policy_client(llm, model), queries, passages, sampling, p.deepresearchgym.max_passage_chars)
+    client = _policy_client(llm, model)
+    out = drg.generate_reports(client, queries, passages, sampling, p.deepresearchgym.max_passage_chars)
+    check_calls(client, what="reports failed")
+    return out
 
 
 def judge_drg_key_points(reports: pd.DataFrame, params: dict, llm: dict, judge: dict) -> pd.DataFrame:
@@ -291,7 +303,10 @@ def judge_drg_key_points(reports: pd.DataFrame, params: dict, llm: dict, judge: 
     """
     p = _params(params).deepresearchgym
     client, cfg = _judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.deepresearchgym.judge")
-    return drg.judge_key_points(drg.ReportJudge(client, cfg), reports)
+    judge_ = drg.ReportJudge(client, cfg)
+    out = drg.judge_key_points(judge_, reports)
+    check_judge(judge_, "key points unlabelled")
+    return out
 
 
 def judge_drg_quality(reports: pd.DataFrame, params: dict, llm: dict, judge: dict) -> pd.DataFrame:
@@ -308,7 +323,10 @@ def judge_drg_quality(reports: pd.DataFrame, params: dict, llm: dict, judge: dic
     """
     p = _params(params).deepresearchgym
     client, cfg = _judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.deepresearchgym.judge")
-    return drg.judge_quality(drg.ReportJudge(client, cfg), reports, p.support_requires_urls)
+    judge_ = drg.ReportJudge(client, cfg)
+    out = drg.judge_quality(judge_, reports, p.support_requires_urls)
+    check_judge(judge_, "ratings failed")
+    return out
 
 
 def summarize_variant(
