@@ -5,7 +5,9 @@ here is Kedro's ``run`` (same options, same behaviour) except for one thing: whe
 stops on a mistake the user can fix (a bad parameter, a malformed input row, overlapping
 train and evaluation sets, a missing API key or an unreachable endpoint), it prints that
 mistake's message and exits with status 1, instead of a traceback from deep inside.
-Any other exception keeps its full traceback.
+Any other exception keeps its full traceback. Started in several processes (``torchrun``,
+``accelerate launch -m r2_write``) it stops at once: the training stages launch their own
+processes (:mod:`r2_write.training.launch`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from kedro.framework.cli.project import run as kedro_run
 from r2_write.config import ConfigError
 from r2_write.data_io import DataOverlapError, InputDataError
 from r2_write.llm.base import LLMError
+from r2_write.training.launch import refuse_multiprocess_kedro
 
 USER_ERRORS = (ConfigError, InputDataError, DataOverlapError, LLMError)
 
@@ -34,6 +37,7 @@ def user_error(exc: BaseException) -> BaseException | None:
 class _UserErrorCommand(click.Command):
     def invoke(self, ctx: click.Context):
         try:
+            refuse_multiprocess_kedro()  # torchrun / accelerate launch of the whole run: one message, exit 1
             return super().invoke(ctx)
         except Exception as exc:
             found = user_error(exc)

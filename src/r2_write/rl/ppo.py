@@ -43,7 +43,7 @@ from torch import nn
 
 from r2_write.rewards.process import ProcessRewardConfig, normalise_score, token_rewards
 from r2_write.rl.ppo_config import PPOConfig
-from r2_write.rl.utils import entropy_from_logits, logprobs_from_logits, masked_mean, masked_var, masked_whiten
+from r2_write.rl.utils import entropy_from_logits, logprobs_from_logits, masked_mean, masked_whiten
 from r2_write.training.checkpoints import STATE_FILE, latest_checkpoint, prune_checkpoints, remove_checkpoints
 
 logger = logging.getLogger(__name__)
@@ -562,9 +562,10 @@ def ppo_update(
 ) -> dict[str, float]:
     """``ppo_epochs`` x mini-batches of :func:`ppo_loss` on one rollout batch.
 
-    Advantages are whitened over the batch (``whiten_advantages``); each mini-batch is
-    accumulated over micro-batches (token-weighted, so it equals one big batch), clipped to
-    ``max_grad_norm`` and stepped. Updates stop early once a mini-batch's approximate KL
+    Advantages are whitened over the batch (``whiten_advantages``; the global batch: the
+    statistics are summed over the processes); each mini-batch is accumulated over
+    micro-batches (token-weighted over every process's rows, so it equals one big batch on one
+    process), clipped to ``max_grad_norm`` and stepped. Updates stop early once a mini-batch's approximate KL
     exceeds ``target_kl``. A frozen policy (no parameter requires grad: the actor during the
     critic's warm-up) is left as it is.
 
@@ -585,8 +586,8 @@ def ppo_update(
     if not any(p.requires_grad for p in policy.parameters()):
         return {"ppo/updates": 0.0, "ppo/early_stopped": 0.0}
     mask = rollout.response_mask
-    if cfg.whiten_advantages:
-        advantages = masked_whiten(advantages, mask)
+    if cfg.whiten_advantages:  # over the global batch: every process's rows (data parallel)
+        advantages = masked_whiten(advantages, mask, all_reduce=_sum_over_processes(accelerator))
     n = len(rollout)
     mini = max(1, -(-n // cfg.num_mini_batches))
     policy.train()
@@ -598,9 +599,7 @@ def ppo_update(
                 policy, optimizer, rollout, perm[start : start + mini], advantages, returns, cfg, accelerator
             )
             all_stats.append(stats)
-            if cfg.target_kl is not None and (
-                _mean_over_processes(stats["losses/approx_kl"], accelerator, mask.device) > cfg.target_kl
-            ):
+            if cfg.target_kl is not None and stats["losses/approx_kl"] > cfg.target_kl:  # global: same on every process
                 early_stopped = True
                 break
         if early_stopped:
@@ -717,14 +716,23 @@ def _accumulated_step(
     ``micro_loss(rows, cols, input_ids, attention_mask) -> (loss, stats)`` is the token-level
     mean loss of one micro-batch. Each is weighted by its share of the mini-batch's response
     tokens, so the gradient equals that of one token-level mean over the whole mini-batch.
-    Response columns that are padding in every row of a micro-batch are dropped before the
-    forward. The gradient is clipped to ``max_grad_norm`` over ``model``'s parameters.
+    With several processes the mini-batch is the union of their rows: the shares are of the
+    global token count (summed over the processes) and the loss is scaled by the number of
+    processes, which data parallelism (DDP, FSDP) averages the gradients over; the stats are
+    summed over the processes. One process with the whole batch gets the same gradient and
+    stats. Response columns that are padding in every row of a micro-batch are dropped
+    before the forward. The gradient is clipped to ``max_grad_norm`` over ``model``'s parameters.
 
     Returns:
-        ``(token-weighted stats, gradient norm before clipping)``.
+        ``(token-weighted stats, gradient norm before clipping)``, the same on every process.
     """
     mask = rollout.response_mask
-    n_tokens = mask[idx].sum().clamp(min=1.0)
+    all_reduce = _sum_over_processes(accelerator)
+    n_tokens = mask[idx].sum()
+    if all_reduce is not None:
+        n_tokens = all_reduce(n_tokens)
+    n_tokens = n_tokens.clamp(min=1.0)
+    n_proc = accelerator.num_processes if accelerator is not None else 1
     parts = idx.split(cfg.micro_batch_size)
     optimizer.zero_grad()
     stats: dict[str, float] = {}
@@ -738,11 +746,14 @@ def _accumulated_step(
             loss, part_stats = micro_loss(mi, cols, ids, att)
             weight = (mask[mi].sum() / n_tokens).item()
             if accelerator is not None:
-                accelerator.backward(loss * weight)
+                accelerator.backward(loss * (weight * n_proc))
             else:
                 (loss * weight).backward()
         for key, value in part_stats.items():
             stats[key] = stats.get(key, 0.0) + weight * value
+    if all_reduce is not None and stats:
+        summed = all_reduce(torch.tensor(list(stats.values()), dtype=torch.float64, device=mask.device))
+        stats = dict(zip(stats, summed.tolist()))
     params = [p for p in model.parameters() if p.requires_grad]
     if accelerator is not None:
         grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -768,8 +779,16 @@ def train(
     log_fn: Callable[[dict[str, float], int], None] | None = None,
     resume: bool = True,
     reward_cfg: ProcessRewardConfig | None = None,
+    weights_digest: bool = False,
 ) -> dict[str, Any]:
     """Train a policy with PPO on the R2-Write reward.
+
+    Under ``accelerate launch`` (several processes; :mod:`r2_write.training.launch` starts them)
+    each process samples and judges its share of every step's rollouts (``batch_size`` and
+    ``mini_batch_size`` count all processes), data parallelism averages the gradients, and
+    advantage whitening, loss weighting and the metrics use sums over the processes: the run
+    computes what one process would on the global batch. The main process writes the checkpoints
+    and the final model.
 
     Args:
         policy_dir: Directory of the starting policy (e.g. the SFT model); it is also the
@@ -785,6 +804,8 @@ def train(
         resume: Continue from the latest ``output_dir/checkpoint-<step>`` if there is one.
         reward_cfg: Score-to-reward settings for token placement; its ``process_weight`` is
             replaced by ``cfg.process_weight`` (the one lambda).
+        weights_digest: Also return ``weights_digest``, a SHA-256 of this process's final policy
+            (and critic) parameters: equal on every process of a data-parallel run.
 
     Returns:
         ``{"history": [metrics per step, from step 1], "final_dir": "<output_dir>/final"}``;
@@ -800,6 +821,10 @@ def train(
     reward_cfg = replace(reward_cfg or ProcessRewardConfig(), process_weight=cfg.process_weight)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
     n_proc, rank = accelerator.num_processes, accelerator.process_index
+    if accelerator.distributed_type == "DEEPSPEED":
+        raise ValueError("PPO does not run under DeepSpeed (its engine steps inside backward; PPO accumulates "
+                         "micro-batches itself and steps two models): launch it with conf/accelerate/fsdp.yaml "
+                         "(FSDP2) or plain data parallelism; zero3.yaml is for SFT and GRPO")
     if cfg.batch_size % n_proc or cfg.mini_batch_size % n_proc:
         raise ValueError(f"batch_size and mini_batch_size must be multiples of the {n_proc} processes")
     if cfg.sampling_restrictions():
@@ -855,13 +880,15 @@ def train(
             sampler.sync_weights()  # the next rollout samples from the updated policy
         t3 = time.perf_counter()
 
-        metrics = _step_metrics(ro, results, scores, rewards, kl, returns, reward_cfg, cfg)
+        # global-batch metrics: sums over the processes (the update stats are global already)
+        metrics = _step_metrics(ro, results, scores, rewards, kl, returns, reward_cfg, cfg,
+                                all_reduce=_sum_over_processes(accelerator))
         metrics.update(update_stats)
+        timings = {"time/rollout": t1 - t0, "time/reward": t2 - t1, "time/update": t3 - t2}
         if critic is not None:  # the separate critic learns from the same batch (veRL's update_critic)
             metrics.update(critic_update(critic, critic_optimizer, ro, returns, cfg, accelerator))
-            metrics["time/critic_update"] = time.perf_counter() - t3
-        metrics.update({"time/rollout": t1 - t0, "time/reward": t2 - t1, "time/update": t3 - t2})
-        metrics = {k: _mean_over_processes(v, accelerator, accelerator.device) for k, v in metrics.items()}
+            timings["time/critic_update"] = time.perf_counter() - t3
+        metrics.update({k: _mean_over_processes(v, accelerator, accelerator.device) for k, v in timings.items()})
         history.append(metrics)
         if log_fn is not None and accelerator.is_main_process:
             log_fn(metrics, step)
@@ -883,7 +910,25 @@ def train(
             _save_critic(final_dir / CRITIC_DIR, unwrapped_critic, tokenizer)
         if cfg.cleanup_checkpoints:
             remove_checkpoints(output_dir)
-    return {"history": history, "final_dir": str(final_dir)}
+    out = {"history": history, "final_dir": str(final_dir)}
+    if weights_digest:
+        out["weights_digest"] = parameters_digest(unwrapped, unwrapped_critic)
+    accelerator.wait_for_everyone()
+    return out
+
+
+def parameters_digest(*models: nn.Module | None) -> str:
+    """SHA-256 over the names and bytes of every parameter and buffer of ``models`` (None skipped)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for model in models:
+        if model is None:
+            continue
+        for name, tensor in model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def step_prompt_indices(n_prompts: int, step: int, cfg: PPOConfig) -> list[int]:
@@ -907,36 +952,82 @@ def step_prompt_indices(n_prompts: int, step: int, cfg: PPOConfig) -> list[int]:
     return out
 
 
-def _step_metrics(ro, results, scores, rewards, kl, returns, reward_cfg, cfg) -> dict[str, float]:
-    """The per-step metrics (before averaging over processes).
+def _step_metrics(ro, results, scores, rewards, kl, returns, reward_cfg, cfg, all_reduce=None) -> dict[str, float]:
+    """The per-step metrics of the global batch (every process's rows).
 
-    Outcome metrics average the judged completions only (NaN when none was judged);
-    ``reward/format_violations`` counts the others, which carry ``-format_penalty``.
+    Each metric is a ratio of sums (rows, judged completions, steps, response tokens) and the
+    sums are added over the processes (``all_reduce``) before dividing, so the metrics equal
+    those of one process holding the whole batch: a mean of per-process means would weigh a
+    process's 1 judged completion like another's 3, and halve counts such as
+    ``reward/format_violations``. Outcome metrics average the judged completions only (NaN when
+    none was judged); ``reward/format_violations`` counts the others, which carry
+    ``-format_penalty``. The variances of ``losses/explained_variance`` are two-pass (global mean first).
     """
     mask = ro.response_mask
     judged = [r for r in results if r["outcome"] is not None]
-    n_steps = sum(r["n_steps"] for r in results)
-    var_returns = masked_var(returns, mask)
-    explained_var = 1 - masked_var(returns - ro.values, mask) / var_returns if var_returns > 0 else torch.tensor(0.0)
+    total = _summed({
+        "rows": len(results),
+        "judged": len(judged),
+        "steps": sum(r["n_steps"] for r in results),
+        "reward": scores.sum(),
+        "outcome": sum(normalise_score(r["outcome"], reward_cfg) for r in judged),
+        "outcome_score": sum(r["outcome"] for r in judged),
+        "process": sum(r["process"] for r in results),
+        "improved": sum(r["n_improved"] for r in results),
+        "redundant": sum(r["n_redundant"] for r in results),
+        "worsened": sum(r["n_worsened"] for r in results),
+        "reflections": sum(r["n_reflections"] for r in results),
+        "tokens": mask.sum(),
+        "truncated": ro.truncated.sum(),
+        "kl": kl.sum(),
+        "rlhf": rewards.sum(),
+        "returns": (returns * mask).sum(),
+        "residuals": ((returns - ro.values) * mask).sum(),
+    }, all_reduce, mask.device)
+    tokens = total["tokens"]
+    mean_returns, mean_residuals = total["returns"] / max(tokens, 1.0), total["residuals"] / max(tokens, 1.0)
+    m = mask.double()
+    squares = _summed({
+        "returns": ((returns.double() - mean_returns) ** 2 * m).sum(),
+        "residuals": (((returns - ro.values).double() - mean_residuals) ** 2 * m).sum(),
+    }, all_reduce, mask.device)
+    var_returns = squares["returns"] / (tokens - 1) if tokens >= 2 else 0.0
+    var_residuals = squares["residuals"] / (tokens - 1) if tokens >= 2 else 0.0
+    rows, judged_n, steps = total["rows"], total["judged"], total["steps"]
     nan = float("nan")
     return {
-        "reward/mean": scores.sum(1).mean().item(),
-        "reward/outcome": sum(normalise_score(r["outcome"], reward_cfg) for r in judged) / len(judged) if judged else nan,
-        "reward/outcome_score": sum(r["outcome"] for r in judged) / len(judged) if judged else nan,
-        "reward/process": sum(r["process"] for r in results) / len(results),
-        "reward/format_violations": float(len(results) - len(judged)),
-        "reward/steps_improved_frac": sum(r["n_improved"] for r in results) / n_steps if n_steps else nan,
-        "reward/redundant_frac": sum(r["n_redundant"] for r in results) / n_steps if n_steps else nan,
-        "reward/steps_worsened_frac": sum(r["n_worsened"] for r in results) / n_steps if n_steps else nan,
-        "response/length_tokens": mask.sum(1).mean().item(),
-        "response/reflections": sum(r["n_reflections"] for r in results) / len(results),
-        "response/steps": n_steps / len(results),
-        "response/truncated_frac": ro.truncated.float().mean().item(),
-        "objective/kl": kl.sum(1).mean().item(),
-        "objective/non_score_reward": (-cfg.kl_coef * kl).sum(1).mean().item(),
-        "objective/rlhf_reward": rewards.sum(1).mean().item(),
-        "losses/explained_variance": float(explained_var),
+        "reward/mean": total["reward"] / rows,
+        "reward/outcome": total["outcome"] / judged_n if judged_n else nan,
+        "reward/outcome_score": total["outcome_score"] / judged_n if judged_n else nan,
+        "reward/process": total["process"] / rows,
+        "reward/format_violations": rows - judged_n,
+        "reward/steps_improved_frac": total["improved"] / steps if steps else nan,
+        "reward/redundant_frac": total["redundant"] / steps if steps else nan,
+        "reward/steps_worsened_frac": total["worsened"] / steps if steps else nan,
+        "response/length_tokens": tokens / rows,
+        "response/reflections": total["reflections"] / rows,
+        "response/steps": steps / rows,
+        "response/truncated_frac": total["truncated"] / rows,
+        "objective/kl": total["kl"] / rows,
+        "objective/non_score_reward": -cfg.kl_coef * total["kl"] / rows,
+        "objective/rlhf_reward": total["rlhf"] / rows,
+        "losses/explained_variance": 1 - var_residuals / var_returns if var_returns > 0 else 0.0,
     }
+
+
+def _summed(values: dict[str, Any], all_reduce, device) -> dict[str, float]:
+    """``values`` (numbers or 0-d tensors) as floats, summed over the processes when ``all_reduce`` is given (one call)."""
+    vector = torch.tensor([float(v) for v in values.values()], dtype=torch.float64, device=device)
+    if all_reduce is not None:
+        vector = all_reduce(vector)
+    return dict(zip(values, vector.tolist()))
+
+
+def _sum_over_processes(accelerator) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A function summing a tensor over the data-parallel processes; None for a single process (nothing to sum)."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return None
+    return lambda tensor: accelerator.reduce(tensor, reduction="sum")
 
 
 def _mean_over_processes(value: float, accelerator, device) -> float:

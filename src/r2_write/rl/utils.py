@@ -11,6 +11,8 @@ Every tensor is ``[batch, tokens]`` (or ``[batch, tokens, vocab]`` for logits); 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -40,16 +42,47 @@ def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) 
     return var
 
 
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+def masked_whiten(
+    values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, all_reduce: Callable | None = None
+) -> torch.Tensor:
     """Normalise the masked positions to zero mean and unit variance; padding is set to 0.
 
-    With ``shift_mean=False`` only the scale changes (the mean is added back).
+    With ``shift_mean=False`` only the scale changes (the mean is added back). ``all_reduce``
+    (a function summing a tensor over the data-parallel processes) makes the mean and variance
+    those of the global batch, as if one process held every row: each process holds only its
+    shard of the rows, and whitening it with its own statistics would give each shard zero
+    mean, which one process on the whole batch does not.
     """
-    mean, var = masked_mean(values, mask), masked_var(values, mask)
+    if all_reduce is None:
+        mean, var = masked_mean(values, mask), masked_var(values, mask)
+    else:
+        mean, var = masked_mean_var_across(values, mask, all_reduce)
     whitened = (values - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         whitened = whitened + mean
     return whitened * mask.to(values.dtype)
+
+
+def masked_mean_var_across(
+    values: torch.Tensor, mask: torch.Tensor, all_reduce: Callable
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked mean and Bessel-corrected variance over every process's rows (two passes, float64 sums).
+
+    ``all_reduce`` sums a tensor over the processes (e.g. ``accelerator.reduce(t, "sum")``).
+    With the identity as ``all_reduce`` this is :func:`masked_mean` and :func:`masked_var`.
+
+    >>> import torch
+    >>> x, m = torch.tensor([[1.0, 3.0, 50.0]]), torch.tensor([[1, 1, 0]])
+    >>> [round(v.item(), 6) for v in masked_mean_var_across(x, m, lambda t: t)]
+    [2.0, 2.0]
+    """
+    m = mask.to(torch.float64)
+    x = values.to(torch.float64)
+    total, n = all_reduce(torch.stack([(x * m).sum(), m.sum()])).unbind()
+    mean = total / n.clamp(min=1.0)
+    squares = all_reduce(((x - mean) ** 2 * m).sum())
+    var = squares / (n - 1) if n >= 2 else torch.zeros_like(squares)
+    return mean.to(values.dtype), var.to(values.dtype)
 
 
 def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

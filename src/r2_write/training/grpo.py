@@ -78,8 +78,8 @@ def train_grpo(
     checkpoint = latest_checkpoint(args.output_dir)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     final = out / "final"
-    trainer.model.save_pretrained(final)
-    tokenizer.save_pretrained(final)
-    if cfg.cleanup_checkpoints:
+    trainer.save_model(str(final))  # main process only; gathers FSDP / ZeRO-3 shards into a full state dict
+    trainer.accelerator.wait_for_everyone()
+    if cfg.cleanup_checkpoints and trainer.accelerator.is_main_process:
         remove_checkpoints(args.output_dir)
     return str(final), [h for h in trainer.state.log_history if "loss" in h or "reward" in h]

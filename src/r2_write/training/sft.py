@@ -111,11 +111,15 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
     )
     checkpoint = latest_checkpoint(args.output_dir)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    model = trainer.model.merge_and_unload() if cfg.lora.enabled else trainer.model
     final = out / "final"
-    model.save_pretrained(final)
-    tokenizer.save_pretrained(final)
-    if cfg.cleanup_checkpoints:
+    accelerator = trainer.accelerator  # several processes under accelerate launch: only the main one writes
+    if not cfg.lora.enabled:
+        trainer.save_model(str(final))  # main process; gathers FSDP / ZeRO-3 shards into a full state dict
+    elif accelerator.is_main_process:  # merged (data parallelism: every process holds the whole adapter)
+        accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(final)
+        tokenizer.save_pretrained(final)
+    accelerator.wait_for_everyone()
+    if cfg.cleanup_checkpoints and accelerator.is_main_process:
         remove_checkpoints(args.output_dir)
     history = [h for h in trainer.state.log_history if "loss" in h]
     logger.info("SFT: %d steps, first loss %.4f, last loss %.4f", trainer.state.global_step,

@@ -9,6 +9,7 @@ from r2_write.rewards.process import outcome_reward_fn
 from r2_write.roles import judge_for, judge_score_fn
 from r2_write.tracking import NestedRunLogger, mlflow_metric_history
 from r2_write.training.grpo import GRPOParams, train_grpo
+from r2_write.training.launch import judge_reward_spec, launch_grpo, parse_launch
 
 # TRL log keys -> the metric names every RL variant shares
 _SHARED_NAMES = {
@@ -29,7 +30,8 @@ def train_grpo_policy(
     Args:
         rl_set: ``scoring.rl_set``.
         policy_model: Directory of the starting policy (the SFT model).
-        params: ``params:grpo``.
+        params: ``params:grpo`` (``launch``: train in ``accelerate launch`` processes, each judging
+            its share, :mod:`r2_write.training.launch`).
         llm: ``params:llm`` (the ``judge`` role).
         judge: ``params:judge``.
         generic_rubric: fallback rubric.
@@ -37,10 +39,16 @@ def train_grpo_policy(
     Returns:
         (final model directory, per-step history, metric histories under the shared names).
     """
+    params = dict(params or {})
+    launch = parse_launch(params.pop("launch", None), "grpo.launch")
     cfg = parse_params(GRPOParams, params, "grpo")
-    judge_ = judge_for(llm, judge)
-    reward = outcome_reward_fn(judge_score_fn(judge_, generic_rubric))
-    final_dir, logs = train_grpo(policy_model, list(rl_set["prompt"]), list(rl_set["criteria"]), reward, cfg)
+    if launch is not None:
+        final_dir, logs, _ = launch_grpo(launch, policy_model, list(rl_set["prompt"]), list(rl_set["criteria"]), cfg,
+                                         judge_reward_spec(llm, judge, generic_rubric, kind="outcome"))
+    else:
+        judge_ = judge_for(llm, judge)
+        reward = outcome_reward_fn(judge_score_fn(judge_, generic_rubric))
+        final_dir, logs = train_grpo(policy_model, list(rl_set["prompt"]), list(rl_set["criteria"]), reward, cfg)
     rows = [{_SHARED_NAMES.get(k, f"grpo/{k}"): v for k, v in h.items() if isinstance(v, (int, float))} for h in logs]
     with NestedRunLogger("grpo", cfg.model_dump()) as log:
         for step, row in enumerate(rows, start=1):

@@ -16,6 +16,7 @@ from r2_write.rl.ppo_config import PPOConfig
 from r2_write.roles import judge_for, judge_score_fn
 from r2_write.tracking import NestedRunLogger, mlflow_metric_history
 from r2_write.training.checkpoints import run_dir
+from r2_write.training.launch import judge_reward_spec, launch_ppo, parse_launch
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ def train_ppo_policy(
         sft_set: ``scoring.sft_set``: the policy learned its trajectories (``completion``), so
             ``max_new_tokens`` must fit them (checked unless ``check_length_budget: false``).
         policy_model: Directory of the starting policy (the SFT model); also the KL reference.
-        params: ``params:ppo`` (PPOConfig fields plus ``reward``: ProcessRewardConfig fields);
+        params: ``params:ppo`` (PPOConfig fields plus ``reward``: ProcessRewardConfig fields, and
+            ``launch``: train in ``accelerate launch`` processes, :mod:`r2_write.training.launch`);
             ``process_weight: 0`` is the outcome-only ablation.
         llm: ``params:llm`` (the ``judge`` role scores versions and answers).
         judge: ``params:judge``.
@@ -44,20 +46,30 @@ def train_ppo_policy(
     if rl_set.empty:
         raise ValueError("the RL set is empty: difficulty filtering kept no prompt; widen filtering.rule or add prompts")
     params = dict(params)
+    launch = parse_launch(params.pop("launch", None), f"{variant}.launch")
     reward_cfg = build_dataclass(ProcessRewardConfig, params.pop("reward", {}), f"{variant}.reward")
     prompts = list(rl_set["prompt"])
     cfg = build_dataclass(PPOConfig, {"output_dir": run_dir(variant, params, policy_model, prompts), **params}, variant)
     if cfg.check_length_budget:
         _check_length_budget(sft_set, policy_model, cfg.max_new_tokens, variant)
-    judge_ = judge_for(llm, judge)
-    reward_fn = process_reward_fn(judge_score_fn(judge_, generic_rubric), reward_cfg)
-    with NestedRunLogger(variant, params) as log:
-        result = train(policy_model, prompts, reward_fn, cfg, rubrics=list(rl_set["criteria"]), log_fn=log, reward_cfg=reward_cfg)
+    if launch is not None:  # every launched process builds the same judge and judges its share
+        result = launch_ppo(launch, policy_model, prompts, list(rl_set["criteria"]), cfg, reward_cfg,
+                            judge_reward_spec(llm, judge, generic_rubric))
+        with NestedRunLogger(variant, params) as log:
+            for step, row in enumerate(result["history"], start=1):
+                log(row, step)
+        failed_items = result["judge_failed_items"]
+    else:
+        judge_ = judge_for(llm, judge)
+        reward_fn = process_reward_fn(judge_score_fn(judge_, generic_rubric), reward_cfg)
+        with NestedRunLogger(variant, params) as log:
+            result = train(policy_model, prompts, reward_fn, cfg, rubrics=list(rl_set["criteria"]), log_fn=log, reward_cfg=reward_cfg)
+        failed_items = judge_.stats.failed_items
     history = pd.DataFrame(result["history"])
     history.insert(0, "variant", variant)
     curves = [{f"{variant}/{k}": v for k, v in row.items()} for row in result["history"]]
     if curves:
-        curves[-1][f"{variant}/judge/failed_items"] = float(judge_.stats.failed_items)
+        curves[-1][f"{variant}/judge/failed_items"] = float(failed_items)
     return result["final_dir"], history, mlflow_metric_history(curves)
 
 

@@ -6,6 +6,7 @@ import pandas as pd
 
 from r2_write.config import parse_params
 from r2_write.tracking import mlflow_metric_history
+from r2_write.training.launch import launch_sft, parse_launch
 from r2_write.training.sft import SFTParams, train_sft
 
 
@@ -15,13 +16,20 @@ def train_sft_model(sft_set: pd.DataFrame, base_model: str, params: dict) -> tup
     Args:
         sft_set: ``scoring.sft_set`` (columns prompt, completion).
         base_model: Directory of the starting checkpoint.
-        params: ``params:sft``.
+        params: ``params:sft`` (``launch``: train in ``accelerate launch`` processes,
+            :mod:`r2_write.training.launch`).
 
     Returns:
         (directory of the trained model, saved as the versioned ``sft.model``; loss curve metrics).
     """
+    params = dict(params or {})
+    launch = parse_launch(params.pop("launch", None), "sft.launch")
     cfg = parse_params(SFTParams, params, "sft")
-    model_dir, history = train_sft(base_model, list(sft_set["prompt"]), list(sft_set["completion"]), cfg)
+    data = (list(sft_set["prompt"]), list(sft_set["completion"]))
+    if launch is None:
+        model_dir, history = train_sft(base_model, *data, cfg)
+    else:
+        model_dir, history = launch_sft(launch, base_model, *data, cfg)
     curves = [{"sft/loss": h["loss"], "sft/learning_rate": h.get("learning_rate", float("nan")),
                "sft/grad_norm": h.get("grad_norm", float("nan"))} for h in history]
     return model_dir, mlflow_metric_history(curves)
