@@ -49,6 +49,7 @@ def test_every_stage_accepts_the_merged_parameters_of_each_env(conf, env):
     from r2_write.rewards.process import ProcessRewardConfig
     from r2_write.rl.ppo_config import PPOConfig
     from r2_write.training.grpo import GRPOParams
+    from r2_write.training.launch import parse_launch
     from r2_write.training.sft import SFTParams
 
     params = _params(conf, env)
@@ -57,8 +58,12 @@ def test_every_stage_accepts_the_merged_parameters_of_each_env(conf, env):
     for model, key in [(JudgeConfig, "judge"), (PoolParams, "prompt_pools"), (RubricsParams, "rubrics"),
                        (SynthesisParams, "synthesis"), (FilteringParams, "filtering"), (ScoringParams, "scoring"),
                        (SFTParams, "sft"), (GRPOParams, "grpo"), (EvaluationParams, "evaluation")]:
-        parse_params(model, params[key], key)
+        section = dict(params[key])
+        if key in ("sft", "grpo"):
+            parse_launch(section.pop("launch", None), f"{key}.launch")
+        parse_params(model, section, key)
     for variant in ("ppo", "ppo_outcome"):
         ppo = dict(params[variant])
+        parse_launch(ppo.pop("launch", None), f"{variant}.launch")
         build_dataclass(ProcessRewardConfig, ppo.pop("reward", {}), f"{variant}.reward")
         build_dataclass(PPOConfig, ppo, variant)

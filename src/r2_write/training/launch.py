@@ -332,12 +332,27 @@ def _build_reward(spec: dict, **extra):
     return built if isinstance(built, tuple) else (built, None)
 
 
+def _fsdp_activation_checkpointing() -> bool:
+    """Whether the accelerate config launched FSDP with its own activation checkpointing (fsdp.yaml)."""
+    flag = lambda name: os.environ.get(name, "false").lower() in ("true", "1")  # noqa: E731
+    return flag("ACCELERATE_USE_FSDP") and flag("FSDP_ACTIVATION_CHECKPOINTING")
+
+
+def _without_double_checkpointing(config: dict, stage: str) -> dict:
+    """Transformers' gradient checkpointing off when FSDP checkpoints the activations (both at once is an error)."""
+    if config.get("gradient_checkpointing") and _fsdp_activation_checkpointing():
+        logger.info("%s: FSDP checkpoints the activations (fsdp_activation_checkpointing); %s.gradient_checkpointing "
+                    "is left to it", stage, stage)
+        return {**config, "gradient_checkpointing": False}
+    return config
+
+
 def _run_ppo(payload: dict) -> dict:
     from r2_write.rewards.process import ProcessRewardConfig
     from r2_write.rl.ppo import train
     from r2_write.rl.ppo_config import PPOConfig
 
-    cfg = PPOConfig(**payload["config"])
+    cfg = PPOConfig(**_without_double_checkpointing(payload["config"], "ppo"))
     reward_cfg = ProcessRewardConfig(**payload["reward_config"])
     spec = payload["reward"]
     extra = {"reward_cfg": reward_cfg} if spec["function"] == f"{__name__}:judge_reward" else {}
@@ -352,7 +367,7 @@ def _run_sft(payload: dict) -> dict:
     from r2_write.training.sft import SFTParams, train_sft
 
     final_dir, history = train_sft(payload["model_dir"], payload["prompts"], payload["completions"],
-                                   SFTParams(**payload["config"]))
+                                   SFTParams(**_without_double_checkpointing(payload["config"], "sft")))
     return {"final_dir": final_dir, "history": history, "judge_failed_items": 0}
 
 
@@ -361,7 +376,7 @@ def _run_grpo(payload: dict) -> dict:
 
     reward_fn, judge = _build_reward(payload["reward"])
     final_dir, history = train_grpo(payload["model_dir"], payload["prompts"], payload["rubrics"], reward_fn,
-                                    GRPOParams(**payload["config"]))
+                                    GRPOParams(**_without_double_checkpointing(payload["config"], "grpo")))
     return {"final_dir": final_dir, "history": history,
             "judge_failed_items": judge.stats.failed_items if judge is not None else 0}
 
