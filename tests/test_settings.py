@@ -43,6 +43,7 @@ def test_every_stage_accepts_the_merged_parameters_of_each_env(conf, env):
     from r2_write.llm.config import LLMConfig
     from r2_write.pipelines.evaluation.nodes import EvaluationParams
     from r2_write.pipelines.filtering.nodes import FilteringParams
+    from r2_write.pipelines.ppo.nodes import ablation_params
     from r2_write.pipelines.rubrics.nodes import PoolParams, RubricsParams
     from r2_write.pipelines.scoring.nodes import ScoringParams
     from r2_write.pipelines.synthesis.nodes import SynthesisParams
@@ -62,8 +63,25 @@ def test_every_stage_accepts_the_merged_parameters_of_each_env(conf, env):
         if key in ("sft", "grpo"):
             parse_launch(section.pop("launch", None), f"{key}.launch")
         parse_params(model, section, key)
-    for variant in ("ppo", "ppo_outcome"):
-        ppo = dict(params[variant])
+    for variant, ppo in (("ppo", params["ppo"]), ("ppo_outcome", ablation_params(params["ppo"], params["ppo_outcome"]))):
+        ppo = dict(ppo)
         parse_launch(ppo.pop("launch", None), f"{variant}.launch")
         build_dataclass(ProcessRewardConfig, ppo.pop("reward", {}), f"{variant}.reward")
         build_dataclass(PPOConfig, ppo, variant)
+
+
+@pytest.mark.parametrize("env", ["base", "paper"])
+def test_the_ablation_differs_from_ppo_in_lambda_alone(conf, env):
+    """``--params ppo.*`` reaches ppo_outcome too; only lambda differs (and what ppo_outcome names itself)."""
+    from r2_write.config import ConfigError
+    from r2_write.pipelines.ppo.nodes import ablation_params
+
+    params = _params(conf, env, {"ppo": {"learning_rate": 3e-5, "reward": {"min_gain": 0.5}}})
+    ablation = ablation_params(params["ppo"], params["ppo_outcome"])
+    assert params["ppo"]["process_weight"] > 0 and ablation["process_weight"] == 0
+    assert {**ablation, "process_weight": params["ppo"]["process_weight"]} == params["ppo"]
+    assert ablation["learning_rate"] == 3e-5 and ablation["reward"]["min_gain"] == 0.5
+    seeded = _params(conf, env, {"ppo_outcome": {"seed": 7}})
+    assert ablation_params(seeded["ppo"], seeded["ppo_outcome"])["seed"] == 7 != seeded["ppo"]["seed"]
+    with pytest.raises(ConfigError, match="ppo_outcome.process_weight"):
+        ablation_params(params["ppo"], {"process_weight": 0.5})

@@ -440,3 +440,23 @@ def test_use_vllm_without_vllm_is_a_clear_error(tiny_lm, tokenizer):
         pytest.skip("vLLM is installed here")
     with pytest.raises(ImportError, match="ppo.use_vllm needs vLLM"):
         VLLMSampler(tiny_lm, Accelerator(cpu=True), tokenizer, small_cfg(use_vllm=True))
+
+
+def stepped_reward_fn(prompts, completions, rubrics=None, **kwargs):
+    """Well-formed stand-in results with process rewards on two positions, so lambda matters."""
+    return [{"outcome": 1.0 + len(c) % 10, "format_violation": None, "rewards": [(1, 0.4), (3, -0.2)],
+             "process": 0.2, "n_reflections": 1, "n_steps": 1, "n_improved": 1, "n_redundant": 0, "n_worsened": 0}
+            for c in completions]
+
+
+def test_outcome_only_ablation_rewards_the_outcome_alone(tiny_dir, tmp_path):
+    """lambda = 0: at every step reward/mean is the outcome, and the RLHF reward adds only the KL term."""
+    with_process = train(tiny_dir, PROMPTS, stepped_reward_fn, small_cfg(total_steps=2, save_every=0, process_weight=0.5,
+                                                                          output_dir=str(tmp_path / "ppo")))
+    ablation = train(tiny_dir, PROMPTS, stepped_reward_fn, small_cfg(total_steps=2, save_every=0, process_weight=0.0,
+                                                                      output_dir=str(tmp_path / "outcome")))
+    for row in ablation["history"]:
+        assert row["reward/mean"] == pytest.approx(row["reward/outcome"], abs=1e-6)
+        assert row["objective/rlhf_reward"] == pytest.approx(row["reward/mean"] + row["objective/non_score_reward"], abs=1e-6)
+    first = with_process["history"][0]  # same seed, same first rollout: lambda x process on top of the outcome
+    assert first["reward/mean"] == pytest.approx(ablation["history"][0]["reward/mean"] + 0.5 * 0.2, abs=1e-5)

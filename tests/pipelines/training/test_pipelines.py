@@ -17,7 +17,7 @@ from r2_write.pipelines.ppo.nodes import train_ppo_policy
 from r2_write.pipelines.ppo_outcome import create_pipeline as ppo_outcome_pipeline
 from r2_write.pipelines.sft import create_pipeline as sft_pipeline
 from r2_write.rubrics.schema import generic_rubric
-from tests.pipelines.conftest import memory_catalog
+from tests.pipelines.conftest import KeptMemoryDataset, memory_catalog
 
 
 def _params_equal(a: str, b: str) -> bool:
@@ -75,8 +75,11 @@ PPO_TINY = {"batch_size": 2, "mini_batch_size": 2, "max_new_tokens": 8, "total_s
                                                         ("ppo", ppo_pipeline, 0.5, "separate")])
 def test_ppo_pipelines_share_metric_names(tmp_path, tiny_model_dir, project_params, llm_params, fake_llm, variant, pipe, weight,
                                           critic):
-    params = {**PPO_TINY, "process_weight": weight, "critic": critic, "output_dir": str(tmp_path / variant)}
-    catalog = _rl_catalog(tiny_model_dir, project_params, llm_params, variant, params)
+    params = {**PPO_TINY, "process_weight": 0.5, "critic": critic, "output_dir": str(tmp_path / variant)}
+    catalog = _rl_catalog(tiny_model_dir, project_params, llm_params, "ppo", params)
+    if variant == "ppo_outcome":  # derived from params:ppo; its own output_dir is the one override it names
+        catalog["params:ppo_outcome"] = {"output_dir": str(tmp_path / variant)}
+        catalog[f"{variant}.history"] = KeptMemoryDataset()
     SequentialRunner().run(pipe(), catalog)
     assert not _params_equal(catalog.load(f"{variant}.model"), tiny_model_dir)
     history = catalog.load(f"{variant}.history")

@@ -21,6 +21,49 @@ from r2_write.training.launch import judge_reward_spec, launch_ppo, parse_launch
 logger = logging.getLogger(__name__)
 
 
+def ablation_params(ppo: dict, overrides: dict | None = None) -> dict:
+    """``params:ppo_outcome``'s effective settings: ``params:ppo`` with lambda = 0.
+
+    The outcome-only ablation must differ from PPO with the process reward in lambda alone, so
+    it is derived here rather than copied in YAML: ``--params ppo.learning_rate=...`` changes
+    both runs. ``overrides`` (``params:ppo_outcome``, empty by default) are deep-merged on top
+    for settings a user names on purpose (e.g. ``ppo_outcome.seed``); lambda stays 0.
+
+    >>> ablation_params({"process_weight": 0.5, "learning_rate": 1e-5, "reward": {"min_gain": 0.25}}, {"seed": 3})
+    {'process_weight': 0.0, 'learning_rate': 1e-05, 'reward': {'min_gain': 0.25}, 'seed': 3}
+    """
+    overrides = dict(overrides or {})
+    if overrides.get("process_weight", 0) != 0:
+        raise ConfigError(f"invalid parameters:\n  parameter 'ppo_outcome.process_weight': the outcome-only ablation "
+                          f"has lambda 0 (got {overrides['process_weight']!r}); set ppo.process_weight instead")
+    return {**_deep_merge(ppo, overrides), "process_weight": 0.0}
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def train_ppo_outcome_policy(
+    rl_set: pd.DataFrame, sft_set: pd.DataFrame, policy_model: str, ppo: dict, overrides: dict, llm: dict,
+    judge: dict, generic_rubric: list[dict],
+) -> tuple[str, pd.DataFrame, dict]:
+    """The outcome-only ablation: :func:`train_ppo_policy` on :func:`ablation_params` (``params:ppo`` with lambda 0).
+
+    Args:
+        rl_set, sft_set, policy_model, llm, judge, generic_rubric: as for :func:`train_ppo_policy`.
+        ppo: ``params:ppo``.
+        overrides: ``params:ppo_outcome`` (settings that differ on purpose; usually empty).
+
+    Returns:
+        As :func:`train_ppo_policy`.
+    """
+    return train_ppo_policy(rl_set, sft_set, policy_model, ablation_params(ppo, overrides), llm, judge,
+                            generic_rubric, variant="ppo_outcome")
+
+
 def train_ppo_policy(
     rl_set: pd.DataFrame, sft_set: pd.DataFrame, policy_model: str, params: dict, llm: dict, judge: dict,
     generic_rubric: list[dict], variant: str = "ppo",
@@ -47,6 +90,9 @@ def train_ppo_policy(
         raise ValueError("the RL set is empty: difficulty filtering kept no prompt; widen filtering.rule or add prompts")
     params = dict(params)
     launch = parse_launch(params.pop("launch", None), f"{variant}.launch")
+    if "process_weight" in (params.get("reward") or {}):  # lambda has one home: ppo.process_weight
+        raise ConfigError(f"invalid parameters:\n  parameter '{variant}.reward.process_weight': unknown field; "
+                          f"lambda is set by '{variant}.process_weight'")
     reward_cfg = build_dataclass(ProcessRewardConfig, params.pop("reward", {}), f"{variant}.reward")
     prompts = list(rl_set["prompt"])
     cfg = build_dataclass(PPOConfig, {"output_dir": run_dir(variant, params, policy_model, prompts), **params}, variant)

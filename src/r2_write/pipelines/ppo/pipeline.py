@@ -4,16 +4,20 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import plot_reward_and_length, train_ppo_policy
+from .nodes import plot_reward_and_length, train_ppo_outcome_policy, train_ppo_policy
 
 
 def variant_pipeline(variant: str) -> Pipeline:
-    train = update_wrapper(partial(train_ppo_policy, variant=variant), train_ppo_policy)
+    """``ppo`` trains on ``params:ppo``; ``ppo_outcome`` derives its settings from ``params:ppo`` (lambda 0)."""
+    if variant == "ppo_outcome":
+        train, params = train_ppo_outcome_policy, ["params:ppo", "params:ppo_outcome"]
+    else:
+        train, params = update_wrapper(partial(train_ppo_policy, variant=variant), train_ppo_policy), [f"params:{variant}"]
     return Pipeline(
         [
             Node(
                 train,
-                inputs=["scoring.rl_set", "scoring.sft_set", "sft.model", f"params:{variant}", "params:llm", "params:judge",
+                inputs=["scoring.rl_set", "scoring.sft_set", "sft.model", *params, "params:llm", "params:judge",
                         "params:generic_rubric"],
                 outputs=[f"{variant}.model", f"{variant}.history", f"{variant}_metrics"],
                 name=f"train_{variant}_policy_node",

@@ -1,4 +1,4 @@
-"""Outcome-only PPO ablation: the ``ppo`` pipeline with ``params:ppo_outcome`` (process_weight 0).
+"""Outcome-only PPO ablation: the ``ppo`` pipeline on ``params:ppo`` with process_weight 0 (derived in code).
 
 Its own pipeline so one ``kedro run`` trains and evaluates both variants side by side;
 ``kedro run --pipelines ppo --params ppo.process_weight=0`` gives the same ablation alone.
