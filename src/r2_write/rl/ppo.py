@@ -332,7 +332,7 @@ def rollout(
     else:
         gen_cfg = _generation_config(cfg, pad, eos_ids)
         step = cfg.generation_batch_size or len(prompts)
-        with _without_checkpoint_generation_defaults(policy.lm):
+        with _without_checkpoint_generation_defaults(policy.lm), _root_unsharded(policy):
             chunks = [
                 policy.lm.generate(input_ids=queries[s : s + step], attention_mask=query_mask[s : s + step],
                                    generation_config=gen_cfg)[:, queries.shape[1]:]
@@ -788,7 +788,9 @@ def train(
     ``mini_batch_size`` count all processes), data parallelism averages the gradients, and
     advantage whitening, loss weighting and the metrics use sums over the processes: the run
     computes what one process would on the global batch. The main process writes the checkpoints
-    and the final model.
+    and the final model. Under FSDP2 (``conf/accelerate/fsdp.yaml``) the actor and critic are
+    sharded by ``accelerator.prepare`` and the reference by :func:`_shard_frozen`; checkpoints
+    hold full state dicts gathered by every process (:func:`_full_states`).
 
     Args:
         policy_dir: Directory of the starting policy (e.g. the SFT model); it is also the
@@ -825,6 +827,9 @@ def train(
         raise ValueError("PPO does not run under DeepSpeed (its engine steps inside backward; PPO accumulates "
                          "micro-batches itself and steps two models): launch it with conf/accelerate/fsdp.yaml "
                          "(FSDP2) or plain data parallelism; zero3.yaml is for SFT and GRPO")
+    fsdp = accelerator.distributed_type == "FSDP"
+    if fsdp and getattr(accelerator.state.fsdp_plugin, "fsdp_version", 1) != 2:
+        raise ValueError("PPO shards with FSDP2 only (fsdp_version: 2, as in conf/accelerate/fsdp.yaml)")
     if cfg.batch_size % n_proc or cfg.mini_batch_size % n_proc:
         raise ValueError(f"batch_size and mini_batch_size must be multiples of the {n_proc} processes")
     if cfg.sampling_restrictions():
@@ -845,15 +850,20 @@ def train(
         critic, critic_optimizer = _load_critic(checkpoint or Path(policy_dir), cfg)
     ref_model = load_causal_lm(policy_dir).eval().requires_grad_(False)
     start_step, history = 0, []
-    if checkpoint is not None:
-        start_step, history = _restore_state(checkpoint, policy, optimizer, critic_optimizer)
+    if checkpoint is not None:  # under FSDP the optimizer states load once the models are sharded (below)
+        start_step, history = _restore_state(checkpoint, policy, optimizer, critic_optimizer, sharded=fsdp)
         logger.info("resuming PPO from %s (step %d)", checkpoint, start_step)
     policy, optimizer = accelerator.prepare(policy, optimizer)
     unwrapped, unwrapped_critic = accelerator.unwrap_model(policy), None
     if critic is not None:
         critic, critic_optimizer = accelerator.prepare(critic, critic_optimizer)
         unwrapped_critic = accelerator.unwrap_model(critic)
-    ref_model.to(accelerator.device)
+    if fsdp:  # the frozen reference is sharded like the policy (each decoder layer gathered only while it runs)
+        ref_model = _shard_frozen(ref_model, accelerator)
+        if checkpoint is not None:
+            _load_full_optimizer_states(checkpoint, policy, optimizer, critic, critic_optimizer)
+    else:
+        ref_model.to(accelerator.device)
     sampler = VLLMSampler(unwrapped.lm, accelerator, tokenizer, cfg) if cfg.use_vllm else None
 
     # --- PPO steps
@@ -896,22 +906,24 @@ def train(
                     metrics["reward/mean"], metrics["objective/kl"])
         if cfg.save_every and step % cfg.save_every == 0:
             accelerator.wait_for_everyone()
+            states = _full_states(accelerator, policy, optimizer, critic, critic_optimizer)  # FSDP: a collective
             if accelerator.is_main_process:
                 save_checkpoint(output_dir / f"checkpoint-{step}", unwrapped, tokenizer, optimizer, step, history,
-                                critic=unwrapped_critic, critic_optimizer=critic_optimizer)
+                                critic=unwrapped_critic, critic_optimizer=critic_optimizer, states=states)
                 prune_checkpoints(output_dir, cfg.keep_checkpoints)
 
     # --- final model
     final_dir = output_dir / "final"
     accelerator.wait_for_everyone()
+    states = _full_states(accelerator, policy, None, critic, None)
     if accelerator.is_main_process:
-        _save_model(final_dir, unwrapped, tokenizer)
+        _save_model(final_dir, unwrapped, tokenizer, state_dict=states and states["policy"])
         if unwrapped_critic is not None:
-            _save_critic(final_dir / CRITIC_DIR, unwrapped_critic, tokenizer)
+            _save_critic(final_dir / CRITIC_DIR, unwrapped_critic, tokenizer, state_dict=states and states["critic"])
         if cfg.cleanup_checkpoints:
             remove_checkpoints(output_dir)
     out = {"history": history, "final_dir": str(final_dir)}
-    if weights_digest:
+    if weights_digest and not fsdp:  # FSDP: each process holds other shards by design
         out["weights_digest"] = parameters_digest(unwrapped, unwrapped_critic)
     accelerator.wait_for_everyone()
     return out
@@ -1129,61 +1141,139 @@ def _enable_gradient_checkpointing(model: nn.Module) -> None:
 
 
 def _restore_state(
-    checkpoint: Path, policy: PolicyWithValue | Actor, optimizer, critic_optimizer=None
+    checkpoint: Path, policy: PolicyWithValue | Actor, optimizer, critic_optimizer=None, sharded: bool = False
 ) -> tuple[int, list[dict]]:
     """Load the value head and optimizer states of a checkpoint; return its step and history.
 
     The separate critic's weights were loaded from the checkpoint by :func:`_load_critic`;
-    ``critic_optimizer`` gets its state here.
+    ``critic_optimizer`` gets its state here. ``sharded`` (FSDP): the optimizer states are
+    left to :func:`_load_full_optimizer_states` once the models are sharded; a checkpoint keeps
+    its optimizer states in the layout of the run that wrote it (``optimizer_format``:
+    ``local`` for one process or data parallelism, ``full`` for FSDP's gathered state dicts).
     """
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    written = state.get("optimizer_format", "local")
+    if written != ("full" if sharded else "local"):
+        raise ValueError(f"checkpoint {checkpoint} holds {written!r} optimizer states (written "
+                         f"{'under FSDP' if written == 'full' else 'without FSDP'}): resume it with the same launch "
+                         f"config_file, or start a fresh run")
     if isinstance(policy, PolicyWithValue):
         if not (checkpoint / VALUE_HEAD_FILE).exists():
             raise ValueError(f"checkpoint {checkpoint} has no {VALUE_HEAD_FILE}: it was written with critic: separate")
         policy.value_head.load_state_dict(torch.load(checkpoint / VALUE_HEAD_FILE, map_location="cpu"))
-    optimizer.load_state_dict(torch.load(checkpoint / OPTIMIZER_FILE, map_location="cpu"))
-    if critic_optimizer is not None:
-        critic_optimizer.load_state_dict(torch.load(checkpoint / CRITIC_DIR / OPTIMIZER_FILE, map_location="cpu"))
-    state = json.loads((checkpoint / STATE_FILE).read_text())
+    if not sharded:
+        optimizer.load_state_dict(torch.load(checkpoint / OPTIMIZER_FILE, map_location="cpu"))
+        if critic_optimizer is not None:
+            critic_optimizer.load_state_dict(torch.load(checkpoint / CRITIC_DIR / OPTIMIZER_FILE, map_location="cpu"))
     return state["step"], state["history"]
+
+
+def _full_states(accelerator, policy, optimizer, critic=None, critic_optimizer=None) -> dict | None:
+    """Under FSDP: the full state dicts of the sharded models and optimizers, gathered to CPU; None otherwise.
+
+    A collective (every process calls it; the main process gets the tensors, the others empty
+    dicts). Without FSDP every process holds whole modules and saving reads them directly.
+    """
+    if accelerator.distributed_type != "FSDP":
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    states = {"policy": get_model_state_dict(policy, options=full)}
+    if optimizer is not None:
+        states["optimizer"] = get_optimizer_state_dict(policy, optimizer, options=full)
+    if critic is not None:
+        states["critic"] = get_model_state_dict(critic, options=full)
+        if critic_optimizer is not None:
+            states["critic_optimizer"] = get_optimizer_state_dict(critic, critic_optimizer, options=full)
+    return states
+
+
+def _load_full_optimizer_states(checkpoint: Path, policy, optimizer, critic=None, critic_optimizer=None) -> None:
+    """FSDP resume: every process reads the gathered optimizer states and keeps its shard of them."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    full = StateDictOptions(full_state_dict=True)
+    set_optimizer_state_dict(policy, optimizer, torch.load(checkpoint / OPTIMIZER_FILE, map_location="cpu"), options=full)
+    if critic is not None:
+        set_optimizer_state_dict(critic, critic_optimizer,
+                                 torch.load(checkpoint / CRITIC_DIR / OPTIMIZER_FILE, map_location="cpu"), options=full)
+
+
+def _shard_frozen(model: nn.Module, accelerator) -> nn.Module:
+    """FSDP2-shard a frozen model (the reference) as accelerate shards the trained ones: each decoder layer, then the root.
+
+    ``accelerator.prepare`` wants an optimizer with every FSDP2 model, so the reference is
+    sharded here with ``fully_shard`` and the plugin's mixed precision.
+    """
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    plugin = accelerator.state.fsdp_plugin
+    kwargs = {"reshard_after_forward": True, "mp_policy": plugin.mixed_precision_policy or MixedPrecisionPolicy()}
+    layers = set(getattr(model, "_no_split_modules", None) or [])
+    for module in model.modules():
+        if type(module).__name__ in layers:
+            fully_shard(module, **kwargs)
+    fully_shard(model, **kwargs)
+    return model.eval()
 
 
 def save_checkpoint(
     path: Path, policy: PolicyWithValue | Actor, tokenizer, optimizer, step: int, history: list[dict],
-    critic: Critic | None = None, critic_optimizer=None,
+    critic: Critic | None = None, critic_optimizer=None, states: dict | None = None,
 ) -> None:
     """Write policy, tokenizer, value head, optimizer and step/history; atomic via a temporary directory.
 
-    A separate critic goes to ``critic/`` with its optimizer state.
+    A separate critic goes to ``critic/`` with its optimizer state. ``states`` (FSDP, from
+    :func:`_full_states`): the gathered state dicts to write instead of the sharded modules'.
     """
     tmp = path.with_name(path.name + ".tmp")
-    _save_model(tmp, policy, tokenizer)
-    torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+    _save_model(tmp, policy, tokenizer, state_dict=states and states["policy"])
+    torch.save(states["optimizer"] if states else optimizer.state_dict(), tmp / OPTIMIZER_FILE)
     if critic is not None:
-        _save_critic(tmp / CRITIC_DIR, critic, tokenizer)
-        torch.save(critic_optimizer.state_dict(), tmp / CRITIC_DIR / OPTIMIZER_FILE)
-    (tmp / STATE_FILE).write_text(json.dumps({"step": step, "history": history}, indent=1))
+        _save_critic(tmp / CRITIC_DIR, critic, tokenizer, state_dict=states and states["critic"])
+        torch.save(states["critic_optimizer"] if states else critic_optimizer.state_dict(), tmp / CRITIC_DIR / OPTIMIZER_FILE)
+    meta = {"step": step, "history": history, "optimizer_format": "full" if states else "local"}
+    (tmp / STATE_FILE).write_text(json.dumps(meta, indent=1))
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)
 
 
-def _save_model(path: Path, policy: PolicyWithValue | Actor, tokenizer) -> None:
-    """The policy as a plain Hugging Face causal LM directory (plus ``value_head.pt`` when shared)."""
+def _save_model(path: Path, policy: PolicyWithValue | Actor, tokenizer, state_dict: dict | None = None) -> None:
+    """The policy as a plain Hugging Face causal LM directory (plus ``value_head.pt`` when shared).
+
+    ``state_dict``: the policy's full state dict (FSDP, gathered) to write instead of its modules'.
+    """
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
-    policy.lm.save_pretrained(path)
+    if state_dict is None:
+        policy.lm.save_pretrained(path)
+    else:
+        policy.lm.save_pretrained(path, state_dict=_prefixed(state_dict, "lm."))
     tokenizer.save_pretrained(path)
     if isinstance(policy, PolicyWithValue):
-        torch.save(policy.value_head.state_dict(), path / VALUE_HEAD_FILE)
+        head = policy.value_head.state_dict() if state_dict is None else _prefixed(state_dict, "value_head.")
+        torch.save(head, path / VALUE_HEAD_FILE)
 
 
-def _save_critic(path: Path, critic: Critic, tokenizer) -> None:
+def _save_critic(path: Path, critic: Critic, tokenizer, state_dict: dict | None = None) -> None:
     """The separate critic: its backbone (``AutoModel`` directory), tokenizer and ``value_head.pt``."""
     path.mkdir(parents=True, exist_ok=True)
-    critic.backbone.save_pretrained(path)
+    if state_dict is None:
+        critic.backbone.save_pretrained(path)
+        head = critic.value_head.state_dict()
+    else:
+        critic.backbone.save_pretrained(path, state_dict=_prefixed(state_dict, "backbone."))
+        head = _prefixed(state_dict, "value_head.")
     tokenizer.save_pretrained(path)
-    torch.save(critic.value_head.state_dict(), path / VALUE_HEAD_FILE)
+    torch.save(head, path / VALUE_HEAD_FILE)
+
+
+def _prefixed(state_dict: dict, prefix: str) -> dict:
+    """The entries of ``state_dict`` under ``prefix``, with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
 def _pad_id(tokenizer) -> int:
@@ -1236,6 +1326,23 @@ def _generation_config(cfg: PPOConfig, pad: int, eos_ids: list[int]):
         pad_token_id=pad,
         eos_token_id=eos_ids,
     )
+
+
+@contextmanager
+def _root_unsharded(model: nn.Module):
+    """Gather an FSDP2 root's own parameters (embeddings, LM head, value head) while ``model.lm.generate`` runs.
+
+    ``generate`` calls the LM inside the root module, past the root's forward hook that would
+    gather them; the decoder layers gather themselves. A no-op for an unsharded model.
+    """
+    if not hasattr(model, "unshard"):
+        yield
+        return
+    model.unshard()
+    try:
+        yield
+    finally:
+        model.reshard()
 
 
 @contextmanager

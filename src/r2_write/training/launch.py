@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 SPEC_FILE, RESULT_FILE = "spec.json", "result.json"
 STAGES = ("ppo", "sft", "grpo")
 _WAIT_ENV = "R2_WRITE_LAUNCH_WAIT_S"  # how long a worker on another machine waits for spec.json
+FSDP_ON_CPU_ENV = "R2_WRITE_FSDP_ON_CPU"  # tests only: run accelerate's FSDP2 path on CPU processes (gloo)
 
 
 class LaunchParams(BaseModel):
@@ -182,7 +183,8 @@ def launch_command(stage: str, run_dir: Path, launch: LaunchParams) -> tuple[lis
             raise ConfigError(f"launch.config_file {launch.config_file!r} not found (relative paths start at the "
                               f"project root, e.g. conf/accelerate/fsdp.yaml)")
         sharded = _config_distributed_type(launch.config_file)
-        if sharded in ("FSDP", "DEEPSPEED") and _use_cpu(launch):
+        forced = sharded == "FSDP" and launch.env.get(FSDP_ON_CPU_ENV) == "1"
+        if sharded in ("FSDP", "DEEPSPEED") and _use_cpu(launch) and not forced:
             from r2_write.config import ConfigError
 
             raise ConfigError(
@@ -402,6 +404,8 @@ def worker(stage: str, run_dir: str | Path) -> None:
                            f"{state.num_processes} ({state.distributed_type}): no GPU here? set launch.cpu: true")
     logging.basicConfig(level=logging.INFO if state.is_main_process else logging.WARNING,
                         format=f"[rank {state.process_index}] %(levelname)s %(name)s: %(message)s")
+    if os.environ.get(FSDP_ON_CPU_ENV) == "1":
+        _force_fsdp_on_cpu(Path(run_dir) / SPEC_FILE)
     spec_file = Path(run_dir) / SPEC_FILE
     deadline = time.monotonic() + float(os.environ.get(_WAIT_ENV, "600"))
     while not spec_file.exists():
@@ -417,8 +421,33 @@ def worker(stage: str, run_dir: str | Path) -> None:
     if state.is_main_process:
         _write_json(Path(run_dir) / RESULT_FILE, {**out, "judge_failed_items": sum(failed),
                                                   "weights_digests": [d for d in digests if d is not None],
-                                                  "num_processes": state.num_processes})
+                                                  "num_processes": state.num_processes,
+                                                  "distributed_type": str(getattr(state.distributed_type, "value",
+                                                                                  state.distributed_type))})
     state.wait_for_everyone()
+
+
+def _force_fsdp_on_cpu(spec_file: Path) -> None:
+    """Tests only (``R2_WRITE_FSDP_ON_CPU=1``): put accelerate's state on FSDP for CPU processes.
+
+    accelerate 1.15 switches to FSDP only from a GPU-type setup, so on CPU it would replicate
+    the models (DDP) while torch's ``fully_shard`` itself runs on CPU with gloo. This creates
+    the accelerator state once (CPU, the stage's mixed precision) and sets its distributed
+    type to FSDP with the plugin that ``accelerate launch --config_file`` exported; the
+    stage's own ``Accelerator()`` then shares that state and shards as on GPUs.
+    """
+    from accelerate import Accelerator, PartialState
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        raise RuntimeError(f"{FSDP_ON_CPU_ENV}=1 needs an FSDP config file (conf/accelerate/fsdp.yaml)")
+    config = json.loads(spec_file.read_text())["payload"].get("config", {})
+    Accelerator(cpu=True, mixed_precision=config.get("mixed_precision", "no"))
+    state = AcceleratorState()
+    state.fsdp_plugin = FullyShardedDataParallelPlugin()  # from the FSDP_* variables accelerate launch set
+    state.distributed_type = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
 
 
 def main(argv: list[str] | None = None) -> int:
