@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from r2_write.progress import Progress
 from r2_write.rewards.process import ProcessRewardConfig, normalise_score, token_rewards
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.utils import entropy_from_logits, logprobs_from_logits, masked_mean, masked_whiten
@@ -866,7 +867,9 @@ def train(
         ref_model.to(accelerator.device)
     sampler = VLLMSampler(unwrapped.lm, accelerator, tokenizer, cfg) if cfg.use_vllm else None
 
-    # --- PPO steps
+    # --- PPO steps (a bar on a terminal, a progress line in logs every R2_PROGRESS_LOG_S seconds)
+    progress = Progress(cfg.total_steps - start_step, "PPO steps", logger,
+                        bar=None if accelerator.is_main_process else False)
     for step in range(start_step + 1, cfg.total_steps + 1):
         set_seed(cfg.seed + step, device_specific=True)
         rows = [i for i in step_prompt_indices(len(prompts), step, cfg) for _ in range(cfg.rollouts_per_prompt)]
@@ -904,6 +907,7 @@ def train(
             log_fn(metrics, step)
         logger.info("PPO step %d/%d: reward/mean=%.4f objective/kl=%.4f", step, cfg.total_steps,
                     metrics["reward/mean"], metrics["objective/kl"])
+        progress.update()
         if cfg.save_every and step % cfg.save_every == 0:
             accelerator.wait_for_everyone()
             states = _full_states(accelerator, policy, optimizer, critic, critic_optimizer)  # FSDP: a collective
@@ -911,6 +915,8 @@ def train(
                 save_checkpoint(output_dir / f"checkpoint-{step}", unwrapped, tokenizer, optimizer, step, history,
                                 critic=unwrapped_critic, critic_optimizer=critic_optimizer, states=states)
                 prune_checkpoints(output_dir, cfg.keep_checkpoints)
+
+    progress.close()
 
     # --- final model
     final_dir = output_dir / "final"

@@ -11,6 +11,7 @@ from kedro.runner import SequentialRunner
 from transformers import AutoModelForCausalLM
 
 from r2_write.config import ConfigError
+from r2_write.llm.base import FailureBudgetError
 from r2_write.pipelines.grpo import create_pipeline as grpo_pipeline
 from r2_write.pipelines.ppo import create_pipeline as ppo_pipeline
 from r2_write.pipelines.ppo.nodes import train_ppo_policy
@@ -117,3 +118,22 @@ def test_grpo_pipeline(tiny_model_dir, project_params, llm_params, fake_llm, tmp
     assert fake_llm.backend.n_generated == 0
     assert [m["value"] for m in metrics["grpo/reward/mean"]] == [-1.0]
     assert (tmp_path / "final").exists() and not list((tmp_path / "trainer").glob("checkpoint-*"))
+
+
+def test_ppo_node_fails_when_the_reward_judge_never_scores(monkeypatch, tiny_model_dir, project_params, llm_params, tmp_path):
+    """Rewards imputed for every judged text are not a run with a judge: the node fails in one line."""
+    from tests.fakes import FakeBackend, make_client
+
+    client = make_client(FakeBackend(respond=lambda conv, sampling: "no JSON here"))
+    monkeypatch.setattr("r2_write.roles.get_client", lambda cfg, **kw: client)
+    completion = "<think>\n<draft>\nA lesson on tides.\n</draft>\n</think>\nA lesson on tides."
+
+    def one_reward_call(policy_dir, prompts, reward_fn, cfg, rubrics=None, **kw):
+        reward_fn(prompts, [completion] * len(prompts), rubrics=rubrics)
+        return {"history": [], "final_dir": str(tmp_path)}
+
+    monkeypatch.setattr("r2_write.pipelines.ppo.nodes.train", one_reward_call)
+    judge = {**project_params["judge"], "mode": "generate", "max_attempts": 1}
+    with pytest.raises(FailureBudgetError, match=r"reward judgements unscored"):
+        train_ppo_policy(_rl_set(project_params), SFT_SET, tiny_model_dir, {**PPO_TINY, "output_dir": str(tmp_path)},
+                         llm_params, judge, project_params["generic_rubric"])

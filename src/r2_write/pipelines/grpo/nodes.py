@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from r2_write.config import parse_params
+from r2_write.llm.budget import check_judge
 from r2_write.rewards.process import outcome_reward_fn
 from r2_write.roles import judge_for, judge_score_fn
 from r2_write.tracking import NestedRunLogger, mlflow_metric_history
@@ -49,6 +50,7 @@ def train_grpo_policy(
         judge_ = judge_for(llm, judge)
         reward = outcome_reward_fn(judge_score_fn(judge_, generic_rubric))
         final_dir, logs = train_grpo(policy_model, list(rl_set["prompt"]), list(rl_set["criteria"]), reward, cfg)
+        check_judge(judge_, "reward judgements unscored (imputed with the batch mean)")
     rows = [{_SHARED_NAMES.get(k, f"grpo/{k}"): v for k, v in h.items() if isinstance(v, (int, float))} for h in logs]
     with NestedRunLogger("grpo", cfg.model_dump()) as log:
         for step, row in enumerate(rows, start=1):

@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from r2_write.config import ConfigError, build_dataclass
+from r2_write.llm.budget import check_judge
 from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn
 from r2_write.rl.ppo import train
 from r2_write.rl.ppo_config import PPOConfig
@@ -111,6 +112,7 @@ def train_ppo_policy(
         with NestedRunLogger(variant, params) as log:
             result = train(policy_model, prompts, reward_fn, cfg, rubrics=list(rl_set["criteria"]), log_fn=log, reward_cfg=reward_cfg)
         failed_items = judge_.stats.failed_items
+        check_judge(judge_, "reward judgements unscored (imputed with the batch mean)")
     history = pd.DataFrame(result["history"])
     history.insert(0, "variant", variant)
     curves = [{f"{variant}/{k}": v for k, v in row.items()} for row in result["history"]]
