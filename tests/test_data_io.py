@@ -329,7 +329,7 @@ def test_resolve_benchmark_dir_configured(tmp_path, monkeypatch):
     message = str(exc.value)
     assert message.startswith(f"benchmark directory {missing} not found")
     assert "https://github.com/X-PLUG/WritingBench" in message
-    assert "benchmarks.root in conf/base/parameters.yml" in message
+    assert "benchmarks_root in conf/base/globals.yml" in message and "--params benchmarks_root=" in message
 
 
 def test_resolve_benchmark_dir_env(tmp_path, monkeypatch):

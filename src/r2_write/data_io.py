@@ -10,8 +10,8 @@ Field paths use JSON-path style with 0-based list positions (``criteria[2]`` is 
 criterion). Blank lines are skipped; a UTF-8 byte-order mark on the first line is accepted.
 
 The benchmark files are not part of this repository: users download them (see
-:func:`resolve_benchmark_dir`) and point ``benchmarks.root`` in ``conf/base/parameters.yml`` at
-them.
+:func:`resolve_benchmark_dir`) and point ``benchmarks_root`` in ``conf/base/globals.yml`` (or
+``kedro run --params benchmarks_root=/path``) at them.
 """
 
 from __future__ import annotations
@@ -718,7 +718,8 @@ def _download_hint(where: str) -> str:
         f"download WritingBench from https://github.com/X-PLUG/WritingBench (benchmark_query/) into "
         f"{where}/writingbench/ and the DeepResearchGym queries and key points from "
         f"https://github.com/cxcscmu/deepresearch_benchmarking into {where}/deepresearchgym/, "
-        f"and set benchmarks.root in conf/base/parameters.yml (or the {BENCHMARKS_ENV_VAR} environment variable)"
+        f"and set benchmarks_root in conf/base/globals.yml or run with --params benchmarks_root={where} "
+        f"(tests and benchmarks also read the {BENCHMARKS_ENV_VAR} environment variable)"
     )
 
 
@@ -730,7 +731,7 @@ def resolve_benchmark_dir(configured: str | os.PathLike | None = None) -> Path:
     project root (the directory containing ``pyproject.toml``) when it exists.
 
     Args:
-        configured: ``benchmarks.root`` from the parameters, or None/empty for the defaults.
+        configured: ``benchmarks_root`` (``conf/base/globals.yml``), or None/empty for the defaults.
 
     Returns:
         The absolute benchmark directory.
