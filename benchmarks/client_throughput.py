@@ -16,10 +16,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
-from r2_write.llm.config import LLMConfig, SamplingParams
-from r2_write.llm.fake_server import FaultServer
-from r2_write.llm.openai_backend import OpenAIBackend
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the fake server is a test double: tests/llm/fault_server.py
+
+from r2_write.llm.config import LLMConfig, SamplingParams  # noqa: E402
+from r2_write.llm.openai_backend import OpenAIBackend  # noqa: E402
+from tests.llm.fault_server import FaultServer  # noqa: E402
 
 
 def measure(base_url: str, latency_s: float, concurrency: int) -> dict[str, float]:
@@ -59,8 +63,8 @@ def serve(latency_s: float, in_process: bool) -> Iterator[str]:
         with FaultServer(latency_s=latency_s, fault_rate=0.0) as server:
             yield server.base_url
         return
-    cmd = [sys.executable, "-m", "r2_write.llm.fake_server", "--latency", str(latency_s)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", "tests.llm.fault_server", "--latency", str(latency_s)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         base_url = proc.stdout.readline().strip()
         if not base_url.startswith("http"):

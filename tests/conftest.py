@@ -1,4 +1,5 @@
-"""Shared fixtures: offline environment, project root, a scripted fake LLM client, the embedded model."""
+"""Shared fixtures: offline environment, project root, a scripted fake LLM client, the fault-injecting
+server, the embedded model."""
 
 from __future__ import annotations
 
@@ -40,6 +41,25 @@ def fake_backend() -> FakeBackend:
 def fake_client(fake_backend):
     """An LLMClient over ``fake_backend``, no cache. Script it via ``fake_client.backend.respond``."""
     return make_client(fake_backend)
+
+
+@pytest.fixture
+def fault_server():
+    """Factory: ``fault_server(latency_s=..., fault_rate=..., ...)`` starts a
+    :class:`~tests.llm.fault_server.FaultServer` in a thread of the test process (it outlives any
+    killed `kedro` child), stopped after the test."""
+    from tests.llm.fault_server import FaultServer
+
+    servers: list[FaultServer] = []
+
+    def start(**kwargs) -> FaultServer:
+        server = FaultServer(**kwargs).__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Fixtures for the OpenAI-compatible backend: the fault-injecting fake server and a real `transformers serve`."""
+"""Fixtures for the OpenAI-compatible backend: a real `transformers serve` (the fault server is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,24 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from r2_write.llm.fake_server import FaultServer
-
 SERVE_READY_TIMEOUT_S = 120.0
-
-
-@pytest.fixture
-def fault_server():
-    """Factory: ``fault_server(latency_s=..., fault_rate=..., ...)`` starts a FaultServer, stopped after the test."""
-    servers: list[FaultServer] = []
-
-    def start(**kwargs) -> FaultServer:
-        server = FaultServer(**kwargs).__enter__()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.__exit__(None, None, None)
 
 
 def _free_port() -> int:

@@ -21,7 +21,7 @@ from r2_write.llm.base import EndpointError
 from r2_write.llm.cache import ResponseCache
 from r2_write.llm.client import LLMClient
 from r2_write.llm.config import LLMConfig, SamplingParams
-from r2_write.llm.fake_server import FaultServer
+from tests.llm.fault_server import FaultServer
 
 SECRET = "sk-test-SECRET-endpoint-42"
 SAMPLING = SamplingParams(temperature=0.0, max_new_tokens=8)

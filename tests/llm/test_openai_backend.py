@@ -12,8 +12,8 @@ import pytest
 from r2_write.llm.base import LLMError
 from r2_write.llm.client import LLMClient
 from r2_write.llm.config import LLMConfig, SamplingParams
-from r2_write.llm.fake_server import judge_score
 from r2_write.llm.openai_backend import OpenAIBackend
+from tests.llm.fault_server import judge_score
 
 SECRET = "sk-test-SECRET123"
 SAMPLING = SamplingParams(temperature=0.0, max_new_tokens=16)

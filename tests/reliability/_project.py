@@ -3,7 +3,7 @@
 A copy holds pyproject.toml, conf/base, an empty conf/local and src/ (the package is
 installed editable), the raw prompts, and an MLflow store whose tables already exist (a
 fresh ``sqlite:///mlflow.db`` costs every run several seconds of migrations). Every role
-is pointed at a :class:`~r2_write.llm.fake_server.FaultServer` through ``--params``.
+is pointed at a :class:`~tests.llm.fault_server.FaultServer` through ``--params``.
 """
 
 from __future__ import annotations

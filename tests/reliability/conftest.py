@@ -1,4 +1,5 @@
-"""Fixtures of the reliability tests: a project template to copy, and fault-injecting servers."""
+"""Fixtures of the reliability tests: a project template to copy, and a run through a faulty server
+(the ``fault_server`` factory is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from r2_write.llm.fake_server import FaultServer
+from tests.llm.fault_server import FaultServer
 from tests.reliability._project import (
     JUDGE_MARKER,
     SECRET,
@@ -34,22 +35,6 @@ def project_template(tmp_path_factory, project_root) -> Path:
 def new_project(project_template, tmp_path):
     """Factory: ``new_project("name")`` is a fresh copy of the template under ``tmp_path``."""
     return lambda name="project": copy_project(project_template, tmp_path / name)
-
-
-@pytest.fixture
-def fault_server():
-    """Factory: ``fault_server(latency_s=..., fault_rate=..., ...)`` starts a FaultServer in a
-    thread of the test process (it outlives any killed `kedro` child), stopped after the test."""
-    servers: list[FaultServer] = []
-
-    def start(**kwargs) -> FaultServer:
-        server = FaultServer(**kwargs).__enter__()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.__exit__(None, None, None)
 
 
 @dataclass

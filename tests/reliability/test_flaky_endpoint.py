@@ -16,9 +16,9 @@ from r2_write.data_io import load_prompts
 from r2_write.judge.judge import JudgeConfig, RubricJudge
 from r2_write.llm.client import LLMClient
 from r2_write.llm.config import LLMConfig
-from r2_write.llm.fake_server import FAULTS
 from r2_write.rubrics.schema import generic_rubric
 from r2_write.synthesis import SynthesisConfig, synthesize
+from tests.llm.fault_server import FAULTS
 from tests.reliability._project import JUDGE_MARKER, mlflow_runs, read_version
 
 N_PROMPTS = 16
