@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import random
 import re
@@ -38,6 +37,15 @@ import openai
 
 from r2_write.llm.base import Conversation, EndpointError, Generation, LLMError
 from r2_write.llm.config import LLMConfig, SamplingParams
+from r2_write.llm.openai_wire import (
+    Malformed,
+    NoLogprobs,
+    checked,
+    model_ids,
+    parse_generation,
+    parse_probs,
+    retry_after,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +54,6 @@ RETRYABLE_STATUS = (408, 409, 429)
 NO_KEY = "EMPTY"  # what local servers (vLLM, transformers serve) accept when no key is configured
 PREFLIGHT_ATTEMPTS = 3  # connection errors of the endpoint check are tried again twice (0.5 s, 1 s)
 PREFLIGHT_TIMEOUT_S = 15.0  # at most, per check request (timeout_s when shorter)
-
-
-class _Malformed(Exception):
-    """The server answered 200 with something that is not a usable chat completion."""
-
-
-class _NoLogprobs(Exception):
-    """The server answered without the logprobs that were asked for."""
 
 
 class _Breaker:
@@ -184,7 +184,7 @@ class OpenAIBackend:
         if not conversations:
             return []
         results = self._run(self._probs_all(conversations, candidates, assistant_prefix))
-        if any(isinstance(r, _NoLogprobs) for r in results):
+        if any(isinstance(r, NoLogprobs) for r in results):
             raise LLMError(f"endpoint {self.base_url} returned no logprobs; use judge mode 'generate'")
         errors = [r for r in results if isinstance(r, str)]
         if errors:
@@ -244,7 +244,7 @@ class OpenAIBackend:
             return f"{error}; is the server running, and is base_url right?"
         if status in (401, 403):
             return f"{error}; the key was refused: check the variable named in api_key_env"
-        if listing is not None and self.model in _model_ids(listing):
+        if listing is not None and self.model in model_ids(listing):
             return None
         if status not in (None, 404):  # 429, 5xx, odd bodies: up but busy; the batch's retries cope
             logger.warning("endpoint check of %s inconclusive (%s); going ahead", self.base_url, error)
@@ -296,7 +296,7 @@ class OpenAIBackend:
 
         async def one(index: int, conv: Conversation) -> Generation:
             body = {"model": self.model, "messages": conv, **sampling_body}
-            result, error = await self._with_retries(client, sem, body, _parse_generation, breaker)
+            result, error = await self._with_retries(client, sem, body, parse_generation, breaker)
             gen = result if error is None else Generation(text="", finish_reason="error", error=error)
             if on_result is not None:
                 await asyncio.to_thread(on_result, index, gen)  # e.g. a cache write: off the loop
@@ -324,9 +324,9 @@ class OpenAIBackend:
                     "logprobs": True, "top_logprobs": 20, **extra}
             try:
                 result, error = await self._with_retries(
-                    client, sem, body, lambda r: _parse_probs(r, candidates), breaker
+                    client, sem, body, lambda r: parse_probs(r, candidates), breaker
                 )
-            except _NoLogprobs as exc:
+            except NoLogprobs as exc:
                 return exc
             return result if error is None else error
 
@@ -334,7 +334,7 @@ class OpenAIBackend:
         results = await asyncio.gather(*breaker.tasks, return_exceptions=True)
         self._raise_if_tripped(breaker, results)
         for r in results:
-            if isinstance(r, BaseException) and not isinstance(r, _NoLogprobs):
+            if isinstance(r, BaseException) and not isinstance(r, NoLogprobs):
                 raise r
         return list(results)
 
@@ -369,8 +369,8 @@ class OpenAIBackend:
                         break
                     response = await client.post("/chat/completions", body=body, cast_to=object)
                 breaker.answered()
-                return _checked(parse, response), None
-            except _NoLogprobs:
+                return checked(parse, response), None
+            except NoLogprobs:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure becomes an item error
                 retryable, wait_hint, error = self._classify(exc)
@@ -406,12 +406,12 @@ class OpenAIBackend:
         if isinstance(exc, openai.APIStatusError):
             code = exc.status_code
             retryable = code in RETRYABLE_STATUS or code >= 500
-            hint = _retry_after(exc.response.headers) if code in (429, 503) else None
+            hint = retry_after(exc.response.headers) if code in (429, 503) else None
             detail = exc.message
             if exc.body and detail.strip() == f"Error code: {code}":  # body not in the message
                 detail = f"{detail}: {exc.body}"
             return retryable, hint, self._clean(f"HTTP {code} from {url}: {detail}")
-        if isinstance(exc, (openai.APIResponseValidationError, _Malformed, ValueError)):
+        if isinstance(exc, (openai.APIResponseValidationError, Malformed, ValueError)):
             return True, None, self._clean(f"malformed response from {url}: {type(exc).__name__}: {exc}")
         return False, None, self._clean(f"{type(exc).__name__} calling {url}: {exc}")
 
@@ -450,72 +450,3 @@ def _connection_refusal(exc: BaseException) -> BaseException | None:
         if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
             return cause
     return None
-
-
-def _model_ids(listing: Any) -> set[str]:
-    """Model ids of a ``GET /models`` answer (empty when it is not the OpenAI list shape)."""
-    data = listing.get("data") if isinstance(listing, dict) else None
-    return {str(m.get("id")) for m in data if isinstance(m, dict)} if isinstance(data, list) else set()
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds from ``retry-after-ms`` / ``retry-after`` (numeric forms only)."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name) if headers is not None else None
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            continue
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
-    return None
-
-
-def _checked(parse: Callable[[Any], T], response: Any) -> T:
-    """``parse(response)``, with any shape error turned into _Malformed (retryable)."""
-    try:
-        return parse(response)
-    except (_Malformed, _NoLogprobs):
-        raise
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
-        raise _Malformed(f"unexpected response shape: {type(exc).__name__}: {exc}") from exc
-
-
-def _first_choice(response: Any) -> dict:
-    """``choices[0]`` of a chat-completion JSON object, or _Malformed."""
-    try:
-        choice = response["choices"][0]
-        if isinstance(choice, dict):
-            return choice
-    except (IndexError, KeyError, TypeError):
-        pass
-    raise _Malformed(f"not a chat completion ({type(response).__name__}: {str(response)[:80]})")
-
-
-def _parse_generation(response: Any) -> Generation:
-    choice = _first_choice(response)
-    text = (choice.get("message") or {}).get("content")
-    if text is not None and not isinstance(text, str):
-        raise _Malformed(f"message content is {type(text).__name__}, not text")
-    usage = response.get("usage") or {}
-    return Generation(
-        text=(text or "").strip(),
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        finish_reason=str(choice.get("finish_reason") or "stop"),
-    )
-
-
-def _parse_probs(response: Any, candidates: list[str]) -> dict[str, float]:
-    content = (_first_choice(response).get("logprobs") or {}).get("content") or []
-    top = content[0].get("top_logprobs") if content and isinstance(content[0], dict) else None
-    if not top:
-        raise _NoLogprobs()
-    probs = dict.fromkeys(candidates, 0.0)
-    for entry in top:
-        token = str(entry.get("token") or "").strip()
-        if token in probs:
-            probs[token] += math.exp(float(entry["logprob"]))
-    return probs
