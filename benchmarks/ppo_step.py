@@ -104,7 +104,7 @@ def one_step(policy, ref, tokenizer, optimizer, prompts, cfg, reward_fn, reward_
 
     def reward():
         results = reward_fn(prompts, ro.completions)
-        return token_scores(ro, results, reward_cfg)
+        return token_scores(ro, results, reward_cfg, cfg.process_weight)
 
     scores = timed("reward", reward)
 

@@ -103,3 +103,18 @@ def test_build_dataclass_names_unknown_and_bad_fields():
         build_dataclass(Cfg, {"lrr": 1}, "ppo")
     with pytest.raises(ConfigError, match="'ppo': lr must be positive"):
         build_dataclass(Cfg, {"lr": -1}, "ppo")
+
+
+def test_ppo_config_errors_name_the_field_and_list_the_known_ones():
+    """PPOConfig is a pydantic model like every stage config: strict types, unknown keys rejected, plain messages."""
+    from r2_write.rl.ppo_config import PPOConfig
+
+    with pytest.raises(ConfigError, match=r"parameter 'ppo\.lrr': unknown field; known fields: .*learning_rate"):
+        parse_params(PPOConfig, {"lrr": 1}, "ppo")
+    with pytest.raises(ConfigError, match=r"parameter 'ppo': PPOConfig\.batch_size \(10\) must be a multiple of mini"):
+        parse_params(PPOConfig, {"batch_size": 10, "mini_batch_size": 4}, "ppo")
+    for field, value in (("use_vllm", 1), ("batch_size", True), ("batch_size", 2.0), ("learning_rate", float("nan"))):
+        with pytest.raises(ConfigError, match=rf"parameter 'ppo\.{field}': Input should be a (valid|finite)"):
+            parse_params(PPOConfig, {field: value}, "ppo")
+    cfg = parse_params(PPOConfig, {"learning_rate": 1, "batch_size": 4, "mini_batch_size": 2}, "ppo")
+    assert cfg.learning_rate == 1.0 and cfg.micro_batch_size == 2 and cfg.num_mini_batches == 2  # an int is a number

@@ -38,7 +38,7 @@ def test_paper_env_with_the_outcome_only_override(conf):
 @pytest.mark.parametrize("env", ["base", "paper"])
 def test_every_stage_accepts_the_merged_parameters_of_each_env(conf, env):
     """What each node validates at start, checked for the whole env at once (a typo fails here)."""
-    from r2_write.config import build_dataclass, parse_params
+    from r2_write.config import parse_params
     from r2_write.judge.judge import JudgeConfig
     from r2_write.llm.config import LLMConfig
     from r2_write.pipelines.evaluation.nodes import EvaluationParams
@@ -66,8 +66,8 @@ def test_every_stage_accepts_the_merged_parameters_of_each_env(conf, env):
     for variant, ppo in (("ppo", params["ppo"]), ("ppo_outcome", ablation_params(params["ppo"], params["ppo_outcome"]))):
         ppo = dict(ppo)
         parse_launch(ppo.pop("launch", None), f"{variant}.launch")
-        build_dataclass(ProcessRewardConfig, ppo.pop("reward", {}), f"{variant}.reward")
-        build_dataclass(PPOConfig, ppo, variant)
+        parse_params(ProcessRewardConfig, ppo.pop("reward", {}), f"{variant}.reward")
+        parse_params(PPOConfig, ppo, variant)
 
 
 @pytest.mark.parametrize("env", ["base", "paper"])
@@ -85,3 +85,29 @@ def test_the_ablation_differs_from_ppo_in_lambda_alone(conf, env):
     assert ablation_params(seeded["ppo"], seeded["ppo_outcome"])["seed"] == 7 != seeded["ppo"]["seed"]
     with pytest.raises(ConfigError, match="ppo_outcome.process_weight"):
         ablation_params(params["ppo"], {"process_weight": 0.5})
+
+
+@pytest.mark.parametrize("env", ["base", "paper"])
+def test_the_effective_ablation_config_equals_ppos_but_lambda(conf, env):
+    """What the two nodes build (PPOConfig and ProcessRewardConfig) after ``--params ppo.*``: equal but for lambda."""
+    from r2_write.config import ConfigError, parse_params
+    from r2_write.pipelines.ppo.nodes import ablation_params
+    from r2_write.rewards.process import ProcessRewardConfig
+    from r2_write.rl.ppo_config import PPOConfig
+    from r2_write.training.launch import parse_launch
+
+    def effective(section: dict, variant: str) -> tuple[dict, dict]:
+        section = dict(section)
+        parse_launch(section.pop("launch", None), f"{variant}.launch")
+        reward = parse_params(ProcessRewardConfig, section.pop("reward", {}), f"{variant}.reward")
+        return parse_params(PPOConfig, section, variant).model_dump(), reward.model_dump()
+
+    params = _params(conf, env, {"ppo": {"learning_rate": 3e-5, "kl_coef": 0.01, "reward": {"step_cost": 0.01}}})
+    ppo, ppo_reward = effective(params["ppo"], "ppo")
+    outcome, outcome_reward = effective(ablation_params(params["ppo"], params["ppo_outcome"]), "ppo_outcome")
+    assert ppo["process_weight"] > 0 and outcome["process_weight"] == 0
+    assert {**outcome, "process_weight": ppo["process_weight"]} == ppo and outcome_reward == ppo_reward
+    assert outcome["learning_rate"] == 3e-5 and outcome["kl_coef"] == 0.01 and outcome_reward["step_cost"] == 0.01
+    for unknown in ({"learning_rat": 1e-5}, {"reward": {"process_weight": 0.5}}):  # unknown keys are rejected
+        with pytest.raises(ConfigError, match="ppo_outcome"):
+            effective(ablation_params(params["ppo"], unknown), "ppo_outcome")

@@ -39,14 +39,42 @@ def parse_params(model: type[T], data: Any, where: str) -> T:
             field = ".".join(str(p)[:_SHOWN_CHARS] for p in (where, *err["loc"]))
             secret = any(w in str(p).lower() for p in err["loc"] for w in ("key", "secret", "password"))
             got = f" (got {_shown(err['input'])})" if "input" in err and not isinstance(err["input"], dict) and not secret else ""
-            lines.append(f"parameter '{field}': {err['msg']}{got}")
+            lines.append(f"parameter '{field}': {_message(model, err)}{got}")
         raise ConfigError(
             "invalid parameters:\n  " + "\n  ".join(lines) + "\nFix conf/base/parameters_*.yml or your --params."
         ) from None
 
 
+def _message(model: type[BaseModel], err: dict) -> str:
+    """Pydantic's message, without its "Value error, " prefix; an unknown key also lists the known fields."""
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        known = _fields_at(model, err["loc"][:-1])
+        if known:
+            msg = f"unknown field; known fields: {', '.join(sorted(known))} ({msg})"
+    return msg
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names of the (nested) model at ``loc`` inside ``model``; [] where that is no model."""
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        nested = [a for a in (field.annotation, *typing.get_args(field.annotation)) if _is_model(a)] if field else []
+        if not nested:
+            return []
+        model = nested[0]
+    return list(model.model_fields)
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
 def build_dataclass(cls: type, data: Any, where: str):
-    """Instantiate a config dataclass (e.g. ``PPOConfig``) from parameters with a clear error.
+    """Instantiate a config dataclass from parameters with a clear error.
+
+    No stage uses it any more (every stage config, PPO's included, is a pydantic model read by
+    :func:`parse_params`); it stays until tests/reliability/test_bad_input.py stops importing it.
 
     Unknown keys and values of the wrong type (checked against the field annotations:
     ``int``, ``float`` (finite), ``bool``, ``str`` and ``X | None``) fail with a

@@ -10,6 +10,7 @@ from r2_write.rewards.process import (
     token_rewards,
     version_rewards,
 )
+from r2_write.rl.ppo_config import PPOConfig
 from r2_write.trajectory import Segment, Trajectory, render, segment_spans
 
 MODEL_DIR = "data/06_models/base_model"
@@ -61,9 +62,11 @@ def test_version_rewards_min_gain_cap_and_unscored_versions():
 
 def test_config_validation():
     with pytest.raises(ValueError, match="process_weight"):
-        ProcessRewardConfig(process_weight=-1)
+        PPOConfig(process_weight=-1)
     with pytest.raises(ValueError, match="process_weight must be in \\[0, 1\\]"):
-        ProcessRewardConfig(process_weight=1.5)
+        PPOConfig(process_weight=1.5)
+    with pytest.raises(ValueError, match="process_weight"):  # lambda's one home is PPOConfig (ppo.process_weight)
+        ProcessRewardConfig(process_weight=0.5)
     with pytest.raises(ValueError, match="redundancy_penalty"):
         ProcessRewardConfig(redundancy_penalty=-0.1)
     with pytest.raises(ValueError, match="score_max"):
@@ -74,10 +77,10 @@ def test_token_rewards_sit_on_version_ending_tokens(tokenizer):
     text = render(TRAJECTORY)
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     offsets = [tuple(o) for o in offsets] + [(len(text), len(text))]  # + EOS, empty span
-    cfg = ProcessRewardConfig(process_weight=0.5)
+    cfg = ProcessRewardConfig()
     result = process_reward_fn(RecordingJudge(), cfg)(["Write about the sea."], [text])[0]
 
-    rewards = token_rewards(offsets, result, cfg)
+    rewards = token_rewards(offsets, result, cfg, process_weight=0.5)
 
     assert len(rewards) == len(offsets)
     ends = [end for kind, _, end in segment_spans(text) if kind in ("draft", "revision")]
@@ -97,12 +100,12 @@ def test_token_rewards_sit_on_version_ending_tokens(tokenizer):
 def test_token_rewards_outcome_only_ablation_and_format_penalty():
     text = render(TRAJECTORY)
     result = process_reward_fn(RecordingJudge())(["p"], [text])[0]
-    no_process = ProcessRewardConfig(process_weight=0.0)
-    assert token_rewards([(0, 10), (10, len(text))], result, no_process) == [0.0, pytest.approx(5 / 9)]
+    no_process = ProcessRewardConfig()
+    assert token_rewards([(0, 10), (10, len(text))], result, no_process, 0.0) == [0.0, pytest.approx(5 / 9)]
     malformed = process_reward_fn(RecordingJudge())(["p"], ["plain text"])[0]
     assert malformed["format_violation"] == "does not start with <think>"
-    assert token_rewards([(0, 5), (5, 10)], malformed, ProcessRewardConfig(format_penalty=0.7)) == [0.0, -0.7]
-    assert token_rewards([], result, no_process) == []
+    assert token_rewards([(0, 5), (5, 10)], malformed, ProcessRewardConfig(format_penalty=0.7), 0.5) == [0.0, -0.7]
+    assert token_rewards([], result, no_process, 0.0) == []
 
 
 def test_process_reward_fn_one_batched_judge_call_with_dedup():

@@ -193,9 +193,9 @@ def test_reward_placement_through_decoded_offsets(tokenizer):
     assert all(decoded[s:e] == tokenizer.decode([t]) for t, (s, e) in zip(ids[:-1], offsets[:-1]))
 
     judge = lambda prompts, texts, rubrics: [3.0 if t == "Blue sea." else 6.0 for t in texts]  # noqa: E731
-    cfg = ProcessRewardConfig(process_weight=1.0, step_cost=0.0)
+    cfg = ProcessRewardConfig(step_cost=0.0)
     result = process_reward_fn(judge, cfg)(["p"], [decoded])[0]
-    rewards = token_rewards(offsets, result, cfg)
+    rewards = token_rewards(offsets, result, cfg, process_weight=1.0)
     ends = [e for kind, _, e in segment_spans(text) if kind in ("draft", "revision")]
     draft_token, step_token = (next(i for i, (s, e) in enumerate(offsets) if s < end <= e) for end in ends)
     assert rewards[draft_token] == pytest.approx(2 / 9) and rewards[step_token] == pytest.approx(3 / 9)

@@ -34,7 +34,7 @@ Is one more reflection worth it? At the defaults, with the paper's rates (55% of
 10% hurt, 35% change nothing) and a typical gain of 0.5 point, the expected process reward of
 one more step is positive, while a step that changes nothing is always negative:
 
->>> print(reflection_value_table(ProcessRewardConfig()))
+>>> print(reflection_value_table(ProcessRewardConfig(), process_weight=0.5))
 step outcome        share  step reward  x lambda
 improved by 0.5      0.55      +0.0506   +0.0253
 unchanged            0.35      -0.0350   -0.0175
@@ -56,51 +56,50 @@ on the last token. Two reward builders, both with the contract ``fn(prompts, com
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from r2_write.trajectory import format_error, parse, segment_spans, split_thinking
 
 JudgeFn = Callable[[list[str], list[str], list[Any]], list[float]]
 
 
-@dataclass(frozen=True)
-class ProcessRewardConfig:
-    """How judge scores become rewards (see the module docstring for the formula)."""
+class ProcessRewardConfig(BaseModel):
+    """How judge scores become rewards (see the module docstring for the formula).
 
-    process_weight: float = field(
-        default=0.5, metadata={"help": "Lambda: weight of the process term, in [0, 1]; 0 = outcome-only ablation."}
-    )
-    min_gain: float = field(
-        default=0.25,
-        metadata={"help": "A revision must beat the best earlier version by more than this (1-10 scale) to count "
-                          "as a gain; the mean of five integer criteria moves in steps of 0.2."},
-    )
-    redundancy_penalty: float = field(
-        default=0.03, metadata={"help": "Penalty of a step that does not beat the best version so far."}
-    )
-    step_cost: float = field(
-        default=0.005, metadata={"help": "Cost of every step, so one real step beats the same gain split in many."}
-    )
-    max_total_penalty: float = field(
-        default=1.0, metadata={"help": "Penalties of one completion stop adding up at this total."}
-    )
-    format_penalty: float = field(
-        default=1.0,
-        metadata={"help": "Reward (negated) of a truncated or malformed completion, which is never judged."},
-    )
-    score_min: float = field(default=1.0, metadata={"help": "Lowest judge score (maps to outcome 0)."})
-    score_max: float = field(default=10.0, metadata={"help": "Highest judge score (maps to outcome 1)."})
+    Lambda, the weight of the process term, is not a field here: it has one home,
+    :attr:`r2_write.rl.ppo_config.PPOConfig.process_weight` (``ppo.process_weight``), and is
+    passed to :func:`token_rewards` explicitly.
+    """
 
-    def __post_init__(self) -> None:
-        if not 0 <= self.process_weight <= 1:
-            raise ValueError(f"process_weight must be in [0, 1] (the process term must not outweigh the "
-                             f"outcome), got {self.process_weight}")
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    min_gain: float = Field(
+        0.25,
+        description="A revision must beat the best earlier version by more than this (1-10 scale) to count as a "
+                    "gain; the mean of five integer criteria moves in steps of 0.2.",
+    )
+    redundancy_penalty: float = Field(0.03, description="Penalty of a step that does not beat the best version so far.")
+    step_cost: float = Field(
+        0.005, description="Cost of every step, so one real step beats the same gain split in many."
+    )
+    max_total_penalty: float = Field(1.0, description="Penalties of one completion stop adding up at this total.")
+    format_penalty: float = Field(
+        1.0, description="Reward (negated) of a truncated or malformed completion, which is never judged."
+    )
+    score_min: float = Field(1.0, description="Lowest judge score (maps to outcome 0).")
+    score_max: float = Field(10.0, description="Highest judge score (maps to outcome 1).")
+
+    @model_validator(mode="after")
+    def _check(self) -> ProcessRewardConfig:
         for name in ("min_gain", "redundancy_penalty", "step_cost", "max_total_penalty", "format_penalty"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.score_max <= self.score_min:
             raise ValueError(f"score_max ({self.score_max}) must exceed score_min ({self.score_min})")
+        return self
 
     @property
     def score_span(self) -> float:
@@ -192,13 +191,14 @@ def last_useful_version(scores: Sequence[float | None], cfg: ProcessRewardConfig
 
 
 def reflection_value_table(
-    cfg: ProcessRewardConfig, p_improved: float = 0.55, p_worsened: float = 0.10, gain: float = 0.5,
-    draft_score: float = 6.0,
+    cfg: ProcessRewardConfig, process_weight: float, p_improved: float = 0.55, p_worsened: float = 0.10,
+    gain: float = 0.5, draft_score: float = 6.0,
 ) -> str:
     """Expected process reward of one more reflection->revision step, from :func:`version_rewards`.
 
     Args:
         cfg: Reward configuration.
+        process_weight: Lambda (``ppo.process_weight``), for the ``x lambda`` column.
         p_improved: Share of steps that raise the score by ``gain`` (paper: > 55%).
         p_worsened: Share that lower it by ``gain`` (paper: ~10%); the rest change nothing.
         gain: Typical change of the mean criterion score (1-10 scale).
@@ -215,10 +215,10 @@ def reflection_value_table(
             (f"worsened by {gain:g}", p_worsened, step(draft_score - gain))]
     expected = sum(p * r for _, p, r in rows)
     lines = ["step outcome        share  step reward  x lambda"]
-    lines += [f"{name:<20}{p:>5.2f}{r:>+13.4f}{cfg.process_weight * r:>+10.4f}" for name, p, r in rows]
-    lines.append(f"{'expected (honest)':<25}{expected:>+13.4f}{cfg.process_weight * expected:>+10.4f}")
+    lines += [f"{name:<20}{p:>5.2f}{r:>+13.4f}{process_weight * r:>+10.4f}" for name, p, r in rows]
+    lines.append(f"{'expected (honest)':<25}{expected:>+13.4f}{process_weight * expected:>+10.4f}")
     redundant = version_rewards([draft_score, None], cfg)[1].reward
-    lines.append(f"{'redundant (no change)':<25}{redundant:>+13.4f}{cfg.process_weight * redundant:>+10.4f}")
+    lines.append(f"{'redundant (no change)':<25}{redundant:>+13.4f}{process_weight * redundant:>+10.4f}")
     return "\n".join(lines)
 
 
@@ -230,21 +230,24 @@ def _token_at(token_offsets: Sequence[tuple[int, int]], char_end: int) -> int:
     return len(token_offsets) - 1
 
 
-def token_rewards(token_offsets: Sequence[tuple[int, int]], result: dict, cfg: ProcessRewardConfig) -> list[float]:
+def token_rewards(
+    token_offsets: Sequence[tuple[int, int]], result: dict, cfg: ProcessRewardConfig, process_weight: float
+) -> list[float]:
     """Spread one completion's reward over its tokens.
 
     Args:
         token_offsets: ``(start, end)`` character span of each response token in the
             completion text (a special token such as EOS has an empty span at the end).
         result: The completion's entry from :func:`process_reward_fn`.
-        cfg: Reward configuration (``process_weight``, the score scale, ``format_penalty``).
+        cfg: Reward configuration (the score scale, ``format_penalty``).
+        process_weight: Lambda (``ppo.process_weight``); 0 = the outcome-only ablation.
 
     Returns:
         One reward per token: ``process_weight`` x each version's reward on the token that
         closes the version (``</draft>`` / ``</revision>``), plus the normalised outcome, or
         ``-format_penalty`` for a malformed completion, on the last token; 0 elsewhere.
 
-    >>> token_rewards([(0, 1), (1, 2), (2, 3)], {"outcome": 10.0, "rewards": [(1, 0.5)]}, ProcessRewardConfig())
+    >>> token_rewards([(0, 1), (1, 2), (2, 3)], {"outcome": 10.0, "rewards": [(1, 0.5)]}, ProcessRewardConfig(), 0.5)
     [0.25, 0.0, 1.0]
     """
     if not token_offsets:
@@ -253,9 +256,9 @@ def token_rewards(token_offsets: Sequence[tuple[int, int]], result: dict, cfg: P
     if result.get("format_violation") or result["outcome"] is None:
         rewards[-1] = -cfg.format_penalty
         return rewards
-    if cfg.process_weight:
+    if process_weight:
         for end, reward in result["rewards"]:
-            rewards[_token_at(token_offsets, end)] += cfg.process_weight * reward
+            rewards[_token_at(token_offsets, end)] += process_weight * reward
     rewards[-1] += normalise_score(result["outcome"], cfg)
     return rewards
 

@@ -34,7 +34,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -417,16 +417,18 @@ class VLLMSampler:
 # ----------------------------------------------------------------------------- rewards and advantages
 
 
-def token_scores(rollout: Rollout, results: list[dict], reward_cfg: ProcessRewardConfig) -> torch.Tensor:
+def token_scores(
+    rollout: Rollout, results: list[dict], reward_cfg: ProcessRewardConfig, process_weight: float
+) -> torch.Tensor:
     """Per-token scores ``[B, Tr]`` from the reward function's per-completion results.
 
     Each row holds :func:`r2_write.rewards.process.token_rewards` of its completion: the
     normalised outcome (or ``-format_penalty`` for a truncated or malformed completion) on the
-    last response token, ``process_weight`` x each version's reward on the token closing it.
+    last response token, ``process_weight`` (lambda) x each version's reward on the token closing it.
     """
     scores = torch.zeros_like(rollout.logprobs)
     for i, res in enumerate(results):
-        row = token_rewards(rollout.token_offsets[i], res, reward_cfg)
+        row = token_rewards(rollout.token_offsets[i], res, reward_cfg, process_weight)
         scores[i, : len(row)] = torch.tensor(row, dtype=scores.dtype)
     return scores
 
@@ -805,8 +807,7 @@ def train(
         rubrics: One rubric per prompt (passed through to ``reward_fn``), or None.
         log_fn: Called as ``log_fn(metrics, step)`` after every step (main process only).
         resume: Continue from the latest ``output_dir/checkpoint-<step>`` if there is one.
-        reward_cfg: Score-to-reward settings for token placement; its ``process_weight`` is
-            replaced by ``cfg.process_weight`` (the one lambda).
+        reward_cfg: Score-to-reward settings for token placement (lambda is ``cfg.process_weight``).
         weights_digest: Also return ``weights_digest``, a SHA-256 of this process's final policy
             (and critic) parameters: equal on every process of a data-parallel run.
 
@@ -821,7 +822,7 @@ def train(
         raise ValueError("train() needs at least one prompt")
     if rubrics is not None and len(rubrics) != len(prompts):
         raise ValueError(f"{len(rubrics)} rubrics for {len(prompts)} prompts")
-    reward_cfg = replace(reward_cfg or ProcessRewardConfig(), process_weight=cfg.process_weight)
+    reward_cfg = reward_cfg or ProcessRewardConfig()
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
     n_proc, rank = accelerator.num_processes, accelerator.process_index
     if accelerator.distributed_type == "DEEPSPEED":
@@ -884,7 +885,7 @@ def train(
             ro = rollout(unwrapped, ref_model, tokenizer, batch_prompts, cfg, sampler=sampler, critic=unwrapped_critic)
         t1 = time.perf_counter()
         results = reward_fn(batch_prompts, ro.completions, rubrics=batch_rubrics, truncated=ro.truncated.tolist())
-        scores = token_scores(ro, results, reward_cfg)
+        scores = token_scores(ro, results, reward_cfg, cfg.process_weight)
         t2 = time.perf_counter()
         rewards, kl = compute_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask, cfg.kl_coef)
         advantages, returns = compute_gae(rewards, ro.values, ro.response_mask, cfg.gamma, cfg.lam)

@@ -2,7 +2,8 @@
 
 Defaults follow the Writing-RL / veRL recipe R2-Write builds on (actor lr 1e-6, critic lr
 1e-5, KL 0.001, batch 32, mini-batch 16, one rollout per prompt, temperature 1). A Kedro
-node builds it first thing, ``PPOConfig(**params)``, so YAML and code cannot drift apart.
+node builds it first thing (``parse_params(PPOConfig, params, "ppo")``), so YAML and code cannot
+drift apart: an unknown key or a value of the wrong type fails with a message naming the field.
 
 Parameters are grouped as follows.
 
@@ -26,9 +27,9 @@ Rollouts:
 Run:
     total_steps, seed, save_every, output_dir.
 
-Derived (set in ``__post_init__``, not arguments): ``num_mini_batches`` (mini-batches per
-epoch), ``prompts_per_step`` (distinct prompts per step) and ``grad_accum_steps``
-(micro-batches per mini-batch).
+Derived (properties, not arguments): ``num_mini_batches`` (mini-batches per epoch),
+``prompts_per_step`` (distinct prompts per step) and ``grad_accum_steps`` (micro-batches per
+mini-batch).
 
 >>> cfg = PPOConfig(batch_size=4, mini_batch_size=2, rollouts_per_prompt=2)
 >>> cfg.num_mini_batches, cfg.prompts_per_step, cfg.micro_batch_size
@@ -39,133 +40,125 @@ epoch), ``prompts_per_step`` (distinct prompts per step) and ``grad_accum_steps`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-@dataclass
-class PPOConfig:
-    """Configuration of :func:`r2_write.rl.ppo.train`; every field has a default and a help text."""
+class PPOConfig(BaseModel):
+    """Configuration of :func:`r2_write.rl.ppo.train`; every field has a default and a description.
+
+    Types are strict, as YAML gives them (an int is no bool, a float is finite); unknown keys
+    are rejected.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     # --- optimisation
-    learning_rate: float = field(
-        default=1e-6, metadata={"help": "Actor (policy) learning rate; the paper recipe uses 1e-6, tiny runs 1e-5."}
+    learning_rate: float = Field(
+        1e-6, description="Actor (policy) learning rate; the paper recipe uses 1e-6, tiny runs 1e-5."
     )
-    critic_learning_rate: float = field(
-        default=1e-5, metadata={"help": "Critic learning rate (the value head, or the whole separate critic)."}
+    critic_learning_rate: float = Field(
+        1e-5, description="Critic learning rate (the value head, or the whole separate critic)."
     )
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Global gradient-norm clip per optimizer step."})
-    ppo_epochs: int = field(default=1, metadata={"help": "Passes over each step's rollouts."})
-    batch_size: int = field(
-        default=32, metadata={"help": "Rollouts (prompt x sample) per PPO step, over all processes."}
+    max_grad_norm: float = Field(1.0, description="Global gradient-norm clip per optimizer step.")
+    ppo_epochs: int = Field(1, description="Passes over each step's rollouts.")
+    batch_size: int = Field(32, description="Rollouts (prompt x sample) per PPO step, over all processes.")
+    mini_batch_size: int = Field(16, description="Rollouts per optimizer step, over all processes.")
+    micro_batch_size: int | None = Field(
+        None, description="Rollouts per forward/backward pass (gradient accumulation); None = mini_batch_size."
     )
-    mini_batch_size: int = field(default=16, metadata={"help": "Rollouts per optimizer step, over all processes."})
-    micro_batch_size: int | None = field(
-        default=None,
-        metadata={"help": "Rollouts per forward/backward pass (gradient accumulation); None = mini_batch_size."},
-    )
-    gradient_checkpointing: bool = field(
-        default=False, metadata={"help": "Recompute activations in backward to save memory."}
-    )
-    mixed_precision: str = field(
-        default="no", metadata={"help": "Accelerate mixed precision: 'no', 'bf16' or 'fp16'."}
-    )
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    mixed_precision: str = Field("no", description="Accelerate mixed precision: 'no', 'bf16' or 'fp16'.")
     # --- critic
-    critic: str = field(
-        default="shared",
-        metadata={"help": "'shared': a value head on the policy's last hidden state (one model, CPU-friendly); "
-                          "'separate': veRL's critic, a second copy of the starting backbone with its own value "
-                          "head, optimizer (critic_learning_rate) and gradient clipping."},
+    critic: str = Field(
+        "shared",
+        description="'shared': a value head on the policy's last hidden state (one model, CPU-friendly); "
+                    "'separate': veRL's critic, a second copy of the starting backbone with its own value "
+                    "head, optimizer (critic_learning_rate) and gradient clipping.",
     )
-    critic_warmup_steps: int = field(
-        default=0,
-        metadata={"help": "First PPO steps that update only the critic, the actor not stepped (veRL "
-                          "critic_warmup); needs critic: separate."},
+    critic_warmup_steps: int = Field(
+        0,
+        description="First PPO steps that update only the critic, the actor not stepped (veRL critic_warmup); "
+                    "needs critic: separate.",
     )
     # --- PPO objective
-    cliprange: float = field(default=0.2, metadata={"help": "Policy ratio clip epsilon."})
-    cliprange_value: float = field(default=0.2, metadata={"help": "Value clip around the rollout's values."})
-    vf_coef: float = field(
-        default=0.1,
-        metadata={"help": "Weight of the value loss in the shared model's loss (a separate critic has its own)."},
+    cliprange: float = Field(0.2, description="Policy ratio clip epsilon.")
+    cliprange_value: float = Field(0.2, description="Value clip around the rollout's values.")
+    vf_coef: float = Field(
+        0.1, description="Weight of the value loss in the shared model's loss (a separate critic has its own)."
     )
-    ent_coef: float = field(default=0.0, metadata={"help": "Entropy bonus weight (0 = entropy only logged)."})
-    target_kl: float | None = field(
-        default=None,
-        metadata={"help": "Stop this step's updates once a mini-batch's approx KL exceeds it; None = never."},
+    ent_coef: float = Field(0.0, description="Entropy bonus weight (0 = entropy only logged).")
+    target_kl: float | None = Field(
+        None, description="Stop this step's updates once a mini-batch's approx KL exceeds it; None = never."
     )
-    whiten_advantages: bool = field(
-        default=True, metadata={"help": "Normalise advantages to zero mean, unit variance per step."}
-    )
+    whiten_advantages: bool = Field(True, description="Normalise advantages to zero mean, unit variance per step.")
     # --- rewards and advantages
-    kl_coef: float = field(default=0.001, metadata={"help": "Per-token KL penalty to the reference model."})
-    gamma: float = field(default=1.0, metadata={"help": "Discount factor."})
-    lam: float = field(default=0.95, metadata={"help": "GAE lambda."})
-    process_weight: float = field(
-        default=0.5,
-        metadata={"help": "Lambda of the process reward (step rewards); 0 = outcome-only ablation."},
+    kl_coef: float = Field(0.001, description="Per-token KL penalty to the reference model.")
+    gamma: float = Field(1.0, description="Discount factor.")
+    lam: float = Field(0.95, description="GAE lambda.")
+    process_weight: float = Field(
+        0.5,
+        description="Lambda: weight of the process reward (step rewards) in [0, 1], so the process term never "
+                    "outweighs the outcome; 0 = outcome-only ablation. Its one home (the reward settings, "
+                    "ProcessRewardConfig, have no lambda).",
     )
     # --- rollouts
-    rollouts_per_prompt: int = field(default=1, metadata={"help": "Samples per prompt in a step."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (also divides the logits)."})
-    top_k: int = field(default=0, metadata={"help": "Sample from the k most likely tokens only; 0 = off."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (1.0 = sample the full policy)."})
-    min_p: float | None = field(
-        default=None, metadata={"help": "Drop tokens below min_p x the top token's probability; None or 0 = off."}
+    rollouts_per_prompt: int = Field(1, description="Samples per prompt in a step.")
+    temperature: float = Field(1.0, description="Sampling temperature (also divides the logits).")
+    top_k: int = Field(0, description="Sample from the k most likely tokens only; 0 = off.")
+    top_p: float = Field(1.0, description="Nucleus sampling mass (1.0 = sample the full policy).")
+    min_p: float | None = Field(
+        None, description="Drop tokens below min_p x the top token's probability; None or 0 = off."
     )
-    repetition_penalty: float = field(
-        default=1.0, metadata={"help": "Penalise tokens already in the prompt or response; 1.0 = off."}
+    repetition_penalty: float = Field(
+        1.0, description="Penalise tokens already in the prompt or response; 1.0 = off."
     )
-    max_new_tokens: int = field(default=1024, metadata={"help": "Response length limit in tokens."})
-    max_prompt_length: int = field(
-        default=1024, metadata={"help": "Prompt tokens kept (from the end) after the chat template."}
+    max_new_tokens: int = Field(1024, description="Response length limit in tokens.")
+    max_prompt_length: int = Field(1024, description="Prompt tokens kept (from the end) after the chat template.")
+    check_length_budget: bool = Field(
+        True,
+        description="The PPO node fails when max_new_tokens is shorter than the 95th percentile of the SFT "
+                    "trajectories' token lengths (the policy would be cut off mid-trajectory).",
     )
-    check_length_budget: bool = field(
-        default=True,
-        metadata={"help": "The PPO node fails when max_new_tokens is shorter than the 95th percentile of the SFT "
-                          "trajectories' token lengths (the policy would be cut off mid-trajectory)."},
+    generation_batch_size: int | None = Field(
+        None, description="Prompts per generate() call; None = all of a step's prompts at once."
     )
-    generation_batch_size: int | None = field(
-        default=None, metadata={"help": "Prompts per generate() call; None = all of a step's prompts at once."}
+    use_vllm: bool = Field(
+        False,
+        description="Sample rollouts with vLLM in the training process (GPU; TRL's VLLMGeneration, colocate "
+                    "mode), its weights synced from the policy after every update.",
     )
-    use_vllm: bool = field(
-        default=False,
-        metadata={"help": "Sample rollouts with vLLM in the training process (GPU; TRL's VLLMGeneration, colocate "
-                          "mode), its weights synced from the policy after every update."},
+    vllm_gpu_memory_utilization: float = Field(
+        0.3, description="Share of each GPU's memory vLLM may take (the rest trains)."
     )
-    vllm_gpu_memory_utilization: float = field(
-        default=0.3, metadata={"help": "Share of each GPU's memory vLLM may take (the rest trains)."}
-    )
-    vllm_tensor_parallel_size: int = field(default=1, metadata={"help": "GPUs per vLLM engine."})
+    vllm_tensor_parallel_size: int = Field(1, description="GPUs per vLLM engine.")
     # --- run
-    total_steps: int = field(default=100, metadata={"help": "PPO steps (rollout + update) to run."})
-    seed: int = field(default=42, metadata={"help": "Seed of prompt order and sampling (re-seeded per step)."})
-    save_every: int = field(default=50, metadata={"help": "Checkpoint every N steps; 0 = only the final model."})
-    keep_checkpoints: int = field(
-        default=1, metadata={"help": "Newest checkpoints kept on disk (older ones are deleted); 0 = keep all."}
+    total_steps: int = Field(100, description="PPO steps (rollout + update) to run.")
+    seed: int = Field(42, description="Seed of prompt order and sampling (re-seeded per step).")
+    save_every: int = Field(50, description="Checkpoint every N steps; 0 = only the final model.")
+    keep_checkpoints: int = Field(
+        1, description="Newest checkpoints kept on disk (older ones are deleted); 0 = keep all."
     )
-    cleanup_checkpoints: bool = field(
-        default=True, metadata={"help": "Delete the checkpoints once training finished (final/ stays); False keeps "
-                                        "them to continue the run later with more total_steps."}
+    cleanup_checkpoints: bool = Field(
+        True,
+        description="Delete the checkpoints once training finished (final/ stays); False keeps them to continue "
+                    "the run later with more total_steps.",
     )
-    output_dir: str = field(
-        default="data/06_models/ppo", metadata={"help": "Where checkpoint-<step>/ and final/ are written."}
-    )
+    output_dir: str = Field("data/06_models/ppo", description="Where checkpoint-<step>/ and final/ are written.")
 
-    # --- derived
-    num_mini_batches: int = field(default=0, init=False, metadata={"help": "batch_size // mini_batch_size."})
-    prompts_per_step: int = field(default=0, init=False, metadata={"help": "batch_size // rollouts_per_prompt."})
-    grad_accum_steps: int = field(default=0, init=False, metadata={"help": "mini_batch_size // micro_batch_size."})
-
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> PPOConfig:
         positive = ("learning_rate", "critic_learning_rate", "max_grad_norm", "ppo_epochs", "batch_size",
                     "mini_batch_size", "cliprange", "cliprange_value", "temperature", "max_new_tokens",
                     "max_prompt_length", "rollouts_per_prompt", "total_steps")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("vf_coef", "ent_coef", "kl_coef", "process_weight", "save_every", "keep_checkpoints"):
+        for name in ("vf_coef", "ent_coef", "kl_coef", "save_every", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 <= self.process_weight <= 1:
+            raise ValueError(f"PPOConfig.process_weight must be in [0, 1] (the process term must not outweigh the "
+                             f"outcome), got {self.process_weight!r}")
         if self.vllm_tensor_parallel_size < 1:
             raise ValueError(f"PPOConfig.vllm_tensor_parallel_size must be >= 1, got {self.vllm_tensor_parallel_size!r}")
         for name in ("gamma", "lam", "top_p", "vllm_gpu_memory_utilization"):
@@ -207,9 +200,23 @@ class PPOConfig:
             )
         if self.generation_batch_size is not None and self.generation_batch_size <= 0:
             raise ValueError(f"PPOConfig.generation_batch_size must be > 0 or None, got {self.generation_batch_size!r}")
-        self.num_mini_batches = self.batch_size // self.mini_batch_size
-        self.prompts_per_step = self.batch_size // self.rollouts_per_prompt
-        self.grad_accum_steps = self.mini_batch_size // self.micro_batch_size
+        return self
+
+    # --- derived
+    @property
+    def num_mini_batches(self) -> int:
+        """Mini-batches per epoch: ``batch_size // mini_batch_size``."""
+        return self.batch_size // self.mini_batch_size
+
+    @property
+    def prompts_per_step(self) -> int:
+        """Distinct prompts per step: ``batch_size // rollouts_per_prompt``."""
+        return self.batch_size // self.rollouts_per_prompt
+
+    @property
+    def grad_accum_steps(self) -> int:
+        """Micro-batches per mini-batch: ``mini_batch_size // micro_batch_size``."""
+        return self.mini_batch_size // self.micro_batch_size
 
     def sampling_restrictions(self) -> list[str]:
         """The rollout settings that make sampling differ from the policy's (temperature-scaled) distribution.

@@ -33,7 +33,6 @@ On a machine without CUDA the processes use gloo on CPU: the launcher adds ``--m
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import logging
@@ -113,7 +112,7 @@ def launch_ppo(
         ``{"history", "final_dir", "judge_failed_items", "num_processes"}``.
     """
     payload = {"policy_dir": str(policy_dir), "prompts": list(prompts), "rubrics": rubrics,
-               "config": _init_fields(cfg), "reward_config": _init_fields(reward_cfg), "reward": reward}
+               "config": cfg.model_dump(), "reward_config": reward_cfg.model_dump(), "reward": reward}
     return run_launched("ppo", payload, launch, Path(launch.run_dir or Path(cfg.output_dir) / "launch"))
 
 
@@ -311,11 +310,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
     import ctypes
 
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _init_fields(obj) -> dict:
-    """A config dataclass's constructor arguments (derived fields left out)."""
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
 
 
 def _write_json(path: Path, data: Any) -> None:

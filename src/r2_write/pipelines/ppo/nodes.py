@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from r2_write.config import ConfigError, build_dataclass
+from r2_write.config import ConfigError, parse_params
 from r2_write.llm.budget import check_judge
 from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn
 from r2_write.rl.ppo import train
@@ -94,9 +94,9 @@ def train_ppo_policy(
     if "process_weight" in (params.get("reward") or {}):  # lambda has one home: ppo.process_weight
         raise ConfigError(f"invalid parameters:\n  parameter '{variant}.reward.process_weight': unknown field; "
                           f"lambda is set by '{variant}.process_weight'")
-    reward_cfg = build_dataclass(ProcessRewardConfig, params.pop("reward", {}), f"{variant}.reward")
+    reward_cfg = parse_params(ProcessRewardConfig, params.pop("reward", {}), f"{variant}.reward")
     prompts = list(rl_set["prompt"])
-    cfg = build_dataclass(PPOConfig, {"output_dir": run_dir(variant, params, policy_model, prompts), **params}, variant)
+    cfg = parse_params(PPOConfig, {"output_dir": run_dir(variant, params, policy_model, prompts), **params}, variant)
     if cfg.check_length_budget:
         _check_length_budget(sft_set, policy_model, cfg.max_new_tokens, variant)
     if launch is not None:  # every launched process builds the same judge and judges its share

@@ -8,7 +8,7 @@ import logging
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from r2_write.config import build_dataclass, parse_params
+from r2_write.config import parse_params
 from r2_write.data_io import DataOverlapError, check_disjoint
 from r2_write.judge.judge import mean_score
 from r2_write.llm.budget import check_judge
@@ -47,7 +47,7 @@ def trim_redundant_steps(trajectories: pd.DataFrame, reward: dict) -> tuple[pd.D
     Returns:
         (trajectories with the cut applied and a ``steps_cut`` column, metrics).
     """
-    cfg = build_dataclass(ProcessRewardConfig, reward, "ppo.reward")
+    cfg = parse_params(ProcessRewardConfig, reward, "ppo.reward")
     cols = ["trajectory", "final_answer", "final_score", "n_steps", "steps_cut"]
     rows = []
     for r in trajectories.itertuples():
