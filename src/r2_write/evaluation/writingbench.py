@@ -23,9 +23,9 @@ import math
 import pandas as pd
 
 from r2_write.judge.judge import RubricJudge, mean_score
-from r2_write.llm.base import Conversation
 from r2_write.llm.client import LLMClient
 from r2_write.llm.config import SamplingParams
+from r2_write.prompts.policy import policy_messages
 from r2_write.rubrics.schema import DOMAINS, Criterion
 from r2_write.trajectory import parse, split_thinking
 
@@ -37,15 +37,6 @@ STEP_COLUMNS = ["id", "domain", "step", "score_before", "score_after", "delta", 
 """One row per reflection->revision step, as ``synthesis.steps``."""
 SCORE_COLUMNS = ["id", "domain", "subdomain", "subsets", "criterion", "score", "reason", "attempts", "error", "truncated"]
 QUERY_COLUMNS = ["id", "domain", "subdomain", "subsets", "query", "criteria"]
-
-
-def response_messages(query: str) -> Conversation:
-    """The generation request, as WritingBench's ``generate_response.py``: the query alone.
-
-    >>> response_messages("Write a haiku.")
-    [{'role': 'user', 'content': 'Write a haiku.'}]
-    """
-    return [{"role": "user", "content": query}]
 
 
 def generate_responses(client: LLMClient, queries: pd.DataFrame, sampling: SamplingParams) -> pd.DataFrame:
@@ -61,7 +52,7 @@ def generate_responses(client: LLMClient, queries: pd.DataFrame, sampling: Sampl
         ``queries`` plus response (raw, with thinking), answer (after the end-of-thinking
         marker), response_tokens, finish_reason and error (None when the call succeeded).
     """
-    gens = client.generate([response_messages(q) for q in queries["query"]], sampling)
+    gens = client.generate([policy_messages(q) for q in queries["query"]], sampling)
     out = queries.reindex(columns=QUERY_COLUMNS)
     out["subdomain"] = out["subdomain"].fillna("")
     out["subsets"] = out["subsets"].fillna("")

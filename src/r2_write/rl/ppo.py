@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from r2_write.progress import Progress
+from r2_write.prompts.policy import policy_messages
 from r2_write.rewards.process import ProcessRewardConfig, normalise_score, token_rewards
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.utils import entropy_from_logits, logprobs_from_logits, masked_mean, masked_whiten
@@ -249,9 +250,7 @@ def encode_prompts(tokenizer, prompts: list[str], max_length: int) -> tuple[torc
     """Chat-template each prompt as a user turn and left-pad: ``(input_ids, attention_mask)``."""
     rows = []
     for prompt in prompts:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
+        text = tokenizer.apply_chat_template(policy_messages(prompt), tokenize=False, add_generation_prompt=True)
         rows.append(tokenizer(text, add_special_tokens=False)["input_ids"][-max_length:])
     width = max(len(r) for r in rows)
     pad = _pad_id(tokenizer)

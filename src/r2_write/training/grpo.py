@@ -8,6 +8,7 @@ from typing import Callable
 
 from pydantic import ConfigDict, Field
 
+from r2_write.prompts.policy import policy_messages
 from r2_write.training.checkpoints import CheckpointParams, hf_checkpoint_args, latest_checkpoint, remove_checkpoints, run_dir
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def train_grpo(
         **hf_checkpoint_args(cfg),
         report_to="none",
     )
-    data = Dataset.from_list([{"prompt": [{"role": "user", "content": p}], "rubrics": r} for p, r in zip(prompts, rubrics)])
+    data = Dataset.from_list([{"prompt": policy_messages(p), "rubrics": r} for p, r in zip(prompts, rubrics)])
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     ends = {tokenizer.eos_token_id, tokenizer.pad_token_id}
 

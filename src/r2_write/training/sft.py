@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from r2_write.prompts.policy import policy_messages
 from r2_write.training.checkpoints import CheckpointParams, hf_checkpoint_args, latest_checkpoint, remove_checkpoints, run_dir
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def to_chat_examples(prompts: list[str], completions: list[str]) -> list[dict]:
     'assistant'
     """
     return [
-        {"prompt": [{"role": "user", "content": p}], "completion": [{"role": "assistant", "content": c}]}
+        {"prompt": policy_messages(p), "completion": [{"role": "assistant", "content": c}]}
         for p, c in zip(prompts, completions)
     ]
 

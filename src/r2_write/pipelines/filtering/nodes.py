@@ -13,6 +13,7 @@ from r2_write.filtering import FilterConfig, apply_filter, difficulty_stats
 from r2_write.judge.judge import mean_score
 from r2_write.llm.budget import check_calls, check_judge
 from r2_write.llm.config import SamplingParams
+from r2_write.prompts.policy import policy_messages
 from r2_write.roles import judge_for, policy_client
 from r2_write.rubrics.table import attach_rubrics, criteria_of
 from r2_write.tracking import mlflow_metrics
@@ -66,7 +67,7 @@ def sample_policy_responses(candidates: pd.DataFrame, policy_model: str, params:
     cfg = parse_params(FilteringParams, params, "filtering")
     client = policy_client(llm, policy_model)
     before = client.stats.copy()
-    convs = [[{"role": "user", "content": p}] for p in candidates["prompt"]]
+    convs = [policy_messages(p) for p in candidates["prompt"]]
     rows = []
     for j in range(cfg.k):
         sampling = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + j)
