@@ -38,10 +38,10 @@ run: model
 	$(BIN)/kedro run
 
 test: install-test model
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadfile
 
 test-fast: install-test model
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n auto --dist loadfile -m "not slow"
 
 # rl/ppo.py against veRL's core_algos (not in `make test`: verl's pins would downgrade transformers)
 test-oracle: install-test

@@ -18,6 +18,10 @@ for _k, _v in {
     "TOKENIZERS_PARALLELISM": "false",
 }.items():
     os.environ.setdefault(_k, _v)
+# `make test` runs pytest-xdist workers (-n auto): the cores are split between them, so torch in
+# one worker does not oversubscribe the CPU that the others (and their kedro subprocesses) use.
+if _workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
 
 from tests.fakes import FakeBackend, make_client  # noqa: E402
 
