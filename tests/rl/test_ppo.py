@@ -1,7 +1,8 @@
 """PPO phases against hand-computed values, then real updates and a short train() run.
 
-Fast tests use a tiny random Llama (hidden 32, 2 layers) with the embedded model's
-tokenizer; one test runs a real update on the embedded SmolLM2-135M (batch 2, 8 tokens).
+Fast tests use the tiny random Llama of tests/conftest.py (``tiny_model_dir``, hidden 32, 2
+layers) with the embedded model's tokenizer; one test runs a real update on the embedded
+SmolLM2-135M (batch 2, 8 tokens).
 """
 
 import copy
@@ -10,7 +11,7 @@ import math
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM
 
 from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn, token_rewards
 from r2_write.rl.ppo import (
@@ -37,30 +38,6 @@ MODEL_DIR = "data/06_models/base_model"
 PROMPTS = ["Write a haiku about the sea.", "Hi", "Describe a storm in one line.", "Name a colour."]
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return AutoTokenizer.from_pretrained(MODEL_DIR)
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(tokenizer):
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-        bos_token_id=1, eos_token_id=2, pad_token_id=2, tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tiny_lm, tokenizer, tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_policy")
-    tiny_lm.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
 
 
 def small_cfg(**overrides) -> PPOConfig:
@@ -300,10 +277,10 @@ METRICS = {"reward/mean", "reward/outcome", "reward/process", "reward/format_vio
            "losses/approx_kl"}
 
 
-def test_train_two_steps_writes_loadable_final_and_checkpoints(tiny_dir, tmp_path):
+def test_train_two_steps_writes_loadable_final_and_checkpoints(tiny_model_dir, tmp_path):
     cfg = small_cfg(total_steps=2, save_every=1, keep_checkpoints=0, cleanup_checkpoints=False, output_dir=str(tmp_path / "ppo"))
     logged = []
-    out = train(tiny_dir, PROMPTS, fake_reward_fn, cfg, rubrics=["r"] * 4,
+    out = train(tiny_model_dir, PROMPTS, fake_reward_fn, cfg, rubrics=["r"] * 4,
                 log_fn=lambda metrics, step: logged.append((step, metrics)))
 
     assert [step for step, _ in logged] == [1, 2] and len(out["history"]) == 2
@@ -318,21 +295,21 @@ def test_train_two_steps_writes_loadable_final_and_checkpoints(tiny_dir, tmp_pat
     assert state["step"] == 1 and len(state["history"]) == 1
 
 
-def test_train_keeps_only_the_newest_checkpoints(tiny_dir, tmp_path):
+def test_train_keeps_only_the_newest_checkpoints(tiny_model_dir, tmp_path):
     cfg = small_cfg(total_steps=3, save_every=1, keep_checkpoints=2, cleanup_checkpoints=False, output_dir=str(tmp_path / "ppo"))
-    train(tiny_dir, PROMPTS, fake_reward_fn, cfg)
+    train(tiny_model_dir, PROMPTS, fake_reward_fn, cfg)
     assert sorted(p.name for p in (tmp_path / "ppo").iterdir()) == ["checkpoint-2", "checkpoint-3", "final"]
 
 
-def test_train_resumes_from_the_latest_checkpoint_at_the_next_step(tiny_dir, tmp_path):
+def test_train_resumes_from_the_latest_checkpoint_at_the_next_step(tiny_model_dir, tmp_path):
     def cfg(steps, name):
         return small_cfg(total_steps=steps, save_every=1, ppo_epochs=2, learning_rate=1e-3, cleanup_checkpoints=False,
                          output_dir=str(tmp_path / name))
 
-    full = train(tiny_dir, PROMPTS, fake_reward_fn, cfg(2, "full"))
-    train(tiny_dir, PROMPTS, fake_reward_fn, cfg(1, "resumed"))
+    full = train(tiny_model_dir, PROMPTS, fake_reward_fn, cfg(2, "full"))
+    train(tiny_model_dir, PROMPTS, fake_reward_fn, cfg(1, "resumed"))
     logged = []
-    resumed = train(tiny_dir, PROMPTS, fake_reward_fn, cfg(2, "resumed"), log_fn=lambda m, step: logged.append(step))
+    resumed = train(tiny_model_dir, PROMPTS, fake_reward_fn, cfg(2, "resumed"), log_fn=lambda m, step: logged.append(step))
 
     assert logged == [2]  # step 1 came from checkpoint-1
     assert len(resumed["history"]) == 2
@@ -406,12 +383,12 @@ def test_rollout_scores_the_sampler_tokens_with_the_policy(tiny_lm, tokenizer):
     assert ro.completions[1] == tokenizer.decode([300, 301, 302, 303], skip_special_tokens=True) != ""
 
 
-def test_train_with_vllm_syncs_weights_after_every_update(tiny_dir, tmp_path, monkeypatch):
+def test_train_with_vllm_syncs_weights_after_every_update(tiny_model_dir, tmp_path, monkeypatch):
     from r2_write.rl import ppo
 
     monkeypatch.setattr(ppo, "VLLMSampler", lambda lm, accelerator, tokenizer, cfg: _FakeSampler())
     cfg = small_cfg(total_steps=2, save_every=0, use_vllm=True, output_dir=str(tmp_path / "ppo"))
-    out = train(tiny_dir, PROMPTS, fake_reward_fn, cfg)
+    out = train(tiny_model_dir, PROMPTS, fake_reward_fn, cfg)
     assert _FakeSampler.log == ["sample", "sync", "sample", "sync"]
     assert len(out["history"]) == 2
 
@@ -449,14 +426,18 @@ def stepped_reward_fn(prompts, completions, rubrics=None, **kwargs):
             for c in completions]
 
 
-def test_outcome_only_ablation_rewards_the_outcome_alone(tiny_dir, tmp_path):
-    """lambda = 0: at every step reward/mean is the outcome, and the RLHF reward adds only the KL term."""
-    with_process = train(tiny_dir, PROMPTS, stepped_reward_fn, small_cfg(total_steps=2, save_every=0, process_weight=0.5,
+def test_outcome_only_ablation_rewards_the_outcome_alone(tiny_model_dir, tmp_path):
+    """lambda = 0: at every logged step reward/mean is the outcome, and the RLHF reward adds only the KL term."""
+    with_process = train(tiny_model_dir, PROMPTS, stepped_reward_fn, small_cfg(total_steps=2, save_every=0, process_weight=0.5,
                                                                           output_dir=str(tmp_path / "ppo")))
-    ablation = train(tiny_dir, PROMPTS, stepped_reward_fn, small_cfg(total_steps=2, save_every=0, process_weight=0.0,
-                                                                      output_dir=str(tmp_path / "outcome")))
+    logged = []
+    ablation = train(tiny_model_dir, PROMPTS, stepped_reward_fn, small_cfg(total_steps=2, save_every=0, process_weight=0.0,
+                                                                      output_dir=str(tmp_path / "outcome")),
+                     log_fn=lambda metrics, step: logged.append((step, metrics)))
+    assert [step for step, _ in logged] == [1, 2] and [m for _, m in logged] == ablation["history"]
     for row in ablation["history"]:
         assert row["reward/mean"] == pytest.approx(row["reward/outcome"], abs=1e-6)
         assert row["objective/rlhf_reward"] == pytest.approx(row["reward/mean"] + row["objective/non_score_reward"], abs=1e-6)
+        assert row["objective/rlhf_reward"] == pytest.approx(row["reward/outcome"] - small_cfg().kl_coef * row["objective/kl"], abs=1e-6)
     first = with_process["history"][0]  # same seed, same first rollout: lambda x process on top of the outcome
     assert first["reward/mean"] == pytest.approx(ablation["history"][0]["reward/mean"] + 0.5 * 0.2, abs=1e-5)
