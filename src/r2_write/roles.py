@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from r2_write.config import parse_params
 from r2_write.judge.judge import JudgeConfig, RubricJudge
+from r2_write.judge.reward import judge_score_fn  # noqa: F401 - still imported from here by the PPO/GRPO nodes and training.launch
 from r2_write.llm.client import LLMClient, get_client
 from r2_write.llm.config import LLMConfig
 
@@ -54,26 +55,3 @@ def policy_client(llm_params: dict, model_dir: str, share_backend: bool = True) 
     if cfg.backend != "openai":
         cfg = cfg.model_copy(update={"model": model_dir})
     return get_client(cfg, role="policy") if share_backend else LLMClient(cfg, role="policy")
-
-
-def judge_score_fn(judge: RubricJudge, generic: list[dict]):
-    """Adapt the rubric judge to the reward contract ``judge_fn(prompts, texts, rubrics) -> list[float]``.
-
-    ``rubrics`` entries are criteria JSON strings (or None: the generic rubric). A text the
-    judge could not score on any criterion gets the mean of the scored texts of the same
-    call (never 0); such failures are counted in ``judge.stats``.
-    """
-    from r2_write.judge.judge import mean_score
-    from r2_write.rubrics.schema import generic_rubric
-    from r2_write.rubrics.table import criteria_of
-
-    fallback = generic_rubric(generic)
-
-    def judge_fn(prompts: list[str], texts: list[str], rubrics: list) -> list[float]:
-        crits = [criteria_of(r) if isinstance(r, str) else (r or fallback) for r in rubrics]
-        means = [mean_score(v) for v in judge.score_responses(list(prompts), list(texts), crits)]
-        scored = [m for m in means if m is not None]
-        default = sum(scored) / len(scored) if scored else 5.5
-        return [default if m is None else m for m in means]
-
-    return judge_fn

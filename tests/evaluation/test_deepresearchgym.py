@@ -1,4 +1,4 @@
-"""DeepResearchGym: key-point label parsing, the report judge's two modes, aggregation."""
+"""DeepResearchGym: reports, judged frames, aggregation (the report judge: tests/judge/test_report.py)."""
 
 from __future__ import annotations
 
@@ -10,151 +10,19 @@ import pandas as pd
 import pytest
 
 from r2_write.evaluation.deepresearchgym import (
-    KeypointParseError,
-    ReportJudge,
     aggregate_drg,
     generate_reports,
     has_source_urls,
     judge_key_points,
     judge_quality,
-    parse_keypoint_label,
-    parse_rating,
 )
 from r2_write.judge.judge import JudgeConfig
-from r2_write.judge.parsing import JudgeParseError
+from r2_write.judge.report import ReportJudge
 from r2_write.llm.config import SamplingParams
-from r2_write.prompts.report_judge import KEYPOINT_PREFIX, QUALITY_CRITERIA, RATING_PREFIX
+from r2_write.prompts.report_judge import QUALITY_CRITERIA
 from tests.fakes import FakeBackend, make_client
 
 NAN = math.nan
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-@pytest.mark.parametrize(
-    "text, label, why",
-    [
-        ('{"label": "Supported", "justification": "It says so."}', "Supported", "It says so."),
-        ('```json\n{"label": "Omitted", "justification": "Not covered."}\n```', "Omitted", "Not covered."),
-        ('{"Label": "CONTRADICTED", "Justification": "Opposite."}', "Contradicted", "Opposite."),
-        ('Sure! {"label": "omitted", "justification": "absent"} Hope this helps.', "Omitted", "absent"),
-        ('{"label": "Supported", "justification": "The report explains', "Supported", "The report explains"),
-        ("{'label': 'Supports', 'justification': 'yes'}", "Supported", "yes"),
-        ("Label: Omitted\nJustification: never mentioned", "Omitted", "never mentioned"),
-        ("**Contradicted**\nThe report claims the opposite.", "Contradicted", "The report claims the opposite."),
-        ("Supported.", "Supported", ""),
-        ('{"verdict": 1}\n{"label": "contradicts", "reason": "r"}', "Contradicted", "r"),
-    ],
-)
-def test_parse_keypoint_label_accepts_malformed_answers(text, label, why):
-    assert parse_keypoint_label(text) == (label, why)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "",
-        "   ",
-        "I am not sure about this one.",
-        "The report supports the key point in general.",  # prose, no label field or label line
-        '{"label": "Partially supported", "justification": "half"}',
-        '{"label": "Maybe"}',
-        "label: unclear",
-    ],
-)
-def test_parse_keypoint_label_rejects(text):
-    with pytest.raises(KeypointParseError):
-        parse_keypoint_label(text)
-    assert issubclass(KeypointParseError, JudgeParseError)  # the judge's retry loop catches it
-
-
-@pytest.mark.parametrize(
-    "text, rating",
-    [('{"rating": 7, "justification": "ok"}', 7), ('```json\n{"rating": "0", "justification": "x"}\n```', 0),
-     ("Rating: 10\nJustification: superb", 10), ('{"score": 4.0}', 4)],
-)
-def test_parse_rating(text, rating):
-    assert parse_rating(text)[0] == rating
-
-
-@pytest.mark.parametrize("text", ["", '{"rating": 11}', '{"rating": 6.5}', "rating: none", "no number here"])
-def test_parse_rating_rejects(text):
-    with pytest.raises(JudgeParseError):
-        parse_rating(text)
-
-
-# --------------------------------------------------------------------------- judge
-
-
-def _judge(respond=None, probs=None, mode="generate", **cfg) -> tuple[ReportJudge, FakeBackend]:
-    backend = FakeBackend(respond=respond, probs=probs)
-    return ReportJudge(make_client(backend), JudgeConfig(mode=mode, **cfg)), backend
-
-
-def test_generate_mode_retries_malformed_then_counts_failures():
-    calls = {}
-
-    def respond(conv, sampling):
-        kp = conv[-1]["content"].split("[Key point]")[1].split("[Report]")[0].strip()
-        calls[kp] = calls.get(kp, 0) + 1
-        if kp == "never":
-            return "I refuse to answer in JSON."
-        if kp == "late" and calls[kp] == 1:
-            return "hmm"
-        return '{"label": "Supported", "justification": "ok"}'
-
-    judge, _ = _judge(respond, max_attempts=3)
-    out = judge.label_key_points([("fine", "r"), ("late", "r"), ("never", "r")])
-    assert [v.value for v in out] == ["Supported", "Supported", None]  # never silently labelled
-    assert [v.attempts for v in out] == [1, 2, 3]
-    assert out[2].error.startswith("no key-point label")
-    assert (judge.stats.parse_failures, judge.stats.failed_items) == (4, 1)
-
-
-def test_probability_mode_argmax_and_expected_rating():
-    def probs(conv, candidates, prefix):
-        if prefix == KEYPOINT_PREFIX:
-            return {"Supported": 0.2, "Omitted": 0.5, "Contradicted": 0.1}
-        assert prefix == RATING_PREFIX and candidates == [str(i) for i in range(11)]
-        return {c: (0.5 if c in ("2", "4") else 0.0) for c in candidates}
-
-    judge, backend = _judge(probs=probs, mode="probability")
-    [v] = judge.label_key_points([("kp", "report")])
-    assert v.value == "Omitted" and "p(Omitted)=0.625" in v.justification
-    [r] = judge.rate_quality([("Depth", "q", "report")])
-    assert r.value == pytest.approx(3.0)
-    assert backend.batches == []  # no generation in probability mode
-
-
-class _ChunkTokenizer:
-    """Two-character tokens: "Supported" -> "Su", "pp", ..."""
-
-    def encode(self, text, add_special_tokens=False):
-        return [text[i : i + 2] for i in range(0, len(text), 2)]
-
-    def decode(self, ids):
-        return "".join(ids)
-
-
-def test_probability_mode_scores_first_label_tokens_with_a_local_tokenizer():
-    seen = []
-
-    def probs(conv, candidates, prefix):
-        seen.append(candidates)
-        return {"Su": 0.1, "Om": 0.2, "Co": 0.6}
-
-    judge, backend = _judge(probs=probs, mode="probability")
-    backend.tok = _ChunkTokenizer()
-    assert judge.label_tokens() == {"Su": "Supported", "Om": "Omitted", "Co": "Contradicted"}
-    assert judge.label_key_points([("kp", "r")])[0].value == "Contradicted"
-    assert seen == [["Su", "Om", "Co"]]
-
-
-def test_probability_mode_without_mass_is_a_failure():
-    judge, _ = _judge(probs=lambda c, cands, p: {x: 0.0 for x in cands}, mode="probability")
-    assert judge.label_key_points([("kp", "r")])[0].value is None
-    assert judge.stats.failed_items == 1
 
 
 # --------------------------------------------------------------------------- frames
@@ -195,10 +63,11 @@ def test_generate_reports_uses_passages_and_cuts_thinking():
 
 
 def test_judge_frames_skip_failed_reports_and_apply_support_rule(reports):
-    judge, backend = _judge(
+    backend = FakeBackend(
         respond=lambda conv, s: '{"label": "Supported", "justification": "j"}'
         if "[Key point]" in conv[-1]["content"] else '{"rating": 6, "justification": "j"}'
     )
+    judge = ReportJudge(make_client(backend), JudgeConfig(mode="generate"))
     labels = judge_key_points(judge, reports)
     assert list(labels["id"]) == ["q1", "q1"] and list(labels["point_number"]) == [1, 2]
     assert set(labels["label"]) == {"Supported"}

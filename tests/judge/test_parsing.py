@@ -1,10 +1,16 @@
-"""Judge answer parsing: JSON anywhere, fenced, score lines; clear errors otherwise."""
+"""Judge answer parsing: JSON anywhere, fenced, score / label lines; clear errors otherwise."""
 
 from __future__ import annotations
 
 import pytest
 
-from r2_write.judge.parsing import JudgeParseError, parse_score
+from r2_write.judge.parsing import (
+    JudgeParseError,
+    KeypointParseError,
+    parse_keypoint_label,
+    parse_rating,
+    parse_score,
+)
 
 
 @pytest.mark.parametrize(
@@ -62,3 +68,58 @@ def test_custom_range():
     assert parse_score('{"score": 0}', low=0, high=5) == (0, "")
     with pytest.raises(JudgeParseError):
         parse_score('{"score": 6}', low=0, high=5)
+
+
+# --------------------------------------------------------------------------- key-point labels and ratings
+
+
+@pytest.mark.parametrize(
+    "text, label, why",
+    [
+        ('{"label": "Supported", "justification": "It says so."}', "Supported", "It says so."),
+        ('```json\n{"label": "Omitted", "justification": "Not covered."}\n```', "Omitted", "Not covered."),
+        ('{"Label": "CONTRADICTED", "Justification": "Opposite."}', "Contradicted", "Opposite."),
+        ('Sure! {"label": "omitted", "justification": "absent"} Hope this helps.', "Omitted", "absent"),
+        ('{"label": "Supported", "justification": "The report explains', "Supported", "The report explains"),
+        ("{'label': 'Supports', 'justification': 'yes'}", "Supported", "yes"),
+        ("Label: Omitted\nJustification: never mentioned", "Omitted", "never mentioned"),
+        ("**Contradicted**\nThe report claims the opposite.", "Contradicted", "The report claims the opposite."),
+        ("Supported.", "Supported", ""),
+        ('{"verdict": 1}\n{"label": "contradicts", "reason": "r"}', "Contradicted", "r"),
+    ],
+)
+def test_parse_keypoint_label_accepts_malformed_answers(text, label, why):
+    assert parse_keypoint_label(text) == (label, why)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "I am not sure about this one.",
+        "The report supports the key point in general.",  # prose, no label field or label line
+        '{"label": "Partially supported", "justification": "half"}',
+        '{"label": "Maybe"}',
+        "label: unclear",
+    ],
+)
+def test_parse_keypoint_label_rejects(text):
+    with pytest.raises(KeypointParseError):
+        parse_keypoint_label(text)
+    assert issubclass(KeypointParseError, JudgeParseError)  # the judge's retry loop catches it
+
+
+@pytest.mark.parametrize(
+    "text, rating",
+    [('{"rating": 7, "justification": "ok"}', 7), ('```json\n{"rating": "0", "justification": "x"}\n```', 0),
+     ("Rating: 10\nJustification: superb", 10), ('{"score": 4.0}', 4)],
+)
+def test_parse_rating(text, rating):
+    assert parse_rating(text)[0] == rating
+
+
+@pytest.mark.parametrize("text", ["", '{"rating": 11}', '{"rating": 6.5}', "rating: none", "no number here"])
+def test_parse_rating_rejects(text):
+    with pytest.raises(JudgeParseError):
+        parse_rating(text)

@@ -11,12 +11,8 @@ cxcscmu/deepresearch_benchmarking, see ../shared/benchmarks/deepresearchgym/SOUR
   ratings) x 100 (= sum / 60 x 100 when all six are rated); the benchmark reports its mean
   over queries, and each criterion's mean on 0-10 and x10.
 
-The judge works in two modes, like :class:`r2_write.judge.judge.RubricJudge`:
-``generate`` (JSON parsed by :func:`parse_keypoint_label` / :func:`parse_rating`, malformed
-answers retried with a new seed, failures counted) and ``probability`` (one forward pass:
-key-point label = argmax of the next-token probabilities of the first token of each label
-after ``{"label": "`` (see :meth:`ReportJudge.label_tokens`); rating = expected value over
-"0".."10" after ``{"rating": ``).
+The judge is :class:`r2_write.judge.report.ReportJudge` (generate or probability mode, like
+every judge of the project).
 
 A key point or criterion the judge never answered validly is left unlabelled / unrated
 (None), excluded from the rates and counted; it is never silently given a label. Reports
@@ -29,23 +25,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
 
 import pandas as pd
 
-from r2_write.judge.judge import JudgeConfig, JudgeStats, generate_with_retries
-from r2_write.judge.parsing import JudgeParseError
+from r2_write.judge.report import ReportJudge
 from r2_write.llm.client import LLMClient
 from r2_write.llm.config import SamplingParams
-from r2_write.prompts.report_judge import (
-    KEYPOINT_LABELS,
-    KEYPOINT_PREFIX,
-    QUALITY_CRITERIA,
-    RATING_PREFIX,
-    RATING_TOKENS,
-    keypoint_messages,
-    quality_messages,
-)
+from r2_write.prompts.report_judge import KEYPOINT_LABELS, QUALITY_CRITERIA
 from r2_write.prompts.report_writer import report_messages
 from r2_write.trajectory import split_thinking
 
@@ -57,222 +43,6 @@ DEGENERATE_MIN_POINTS = 2
 """A judge that labels every one of at least this many key points Supported is flagged degenerate."""
 
 _URL_RE = re.compile(r"https?://[^\s)\]>\"']+", re.I)
-
-
-class KeypointParseError(JudgeParseError):
-    """The judge's answer holds no recognisable key-point label."""
-
-
-# --------------------------------------------------------------------------- parsing
-
-_LABEL_WORDS = {
-    "supported": "Supported", "supports": "Supported", "support": "Supported",
-    "omitted": "Omitted", "omits": "Omitted", "omit": "Omitted", "omission": "Omitted",
-    "contradicted": "Contradicted", "contradicts": "Contradicted", "contradict": "Contradicted",
-    "contradiction": "Contradicted",
-}
-_OBJ_RE = re.compile(r"\{.*?\}", re.S)
-_LABEL_FIELD_RE = re.compile(r"""["']?label["']?\s*[:=]\s*["']?\s*([A-Za-z]+)""", re.I)
-_JUSTIFICATION_RE = re.compile(
-    r"""["']?(?:justification|reason|explanation)["']?\s*[:=]\s*["']?(.*?)["']?\s*\}?\s*$""", re.I | re.S
-)
-_LABEL_LINE_RE = re.compile(r"^[\s\W_]*(?:label\s*[:=]\s*)?[\"'*`]*([A-Za-z]+)[\"'*`.!]*\s*$", re.I)
-
-
-def _norm_label(word) -> str | None:
-    return _LABEL_WORDS.get(str(word).strip().strip("\"'*`.").lower()) if word is not None else None
-
-
-def parse_keypoint_label(text: str) -> tuple[str, str]:
-    """Extract ``(label, justification)`` from a key-point judge answer.
-
-    Accepts a JSON object anywhere in the text (also in code fences, with any key case),
-    label case variants and verb forms ("supported", "SUPPORTS", "contradicts"), a
-    ``label: X`` pattern in broken JSON, or a line holding only the label. Raises
-    :class:`KeypointParseError` when none is found or the label is not one of
-    Supported / Omitted / Contradicted: the caller retries and counts, never guesses.
-
-    >>> parse_keypoint_label('```json\\n{"label": "supported", "justification": "Stated."}\\n```')
-    ('Supported', 'Stated.')
-    >>> parse_keypoint_label('Omitted\\nThe report never mentions cost.')
-    ('Omitted', 'The report never mentions cost.')
-    """
-    if not text or not text.strip():
-        raise KeypointParseError("empty judge answer")
-    for m in _OBJ_RE.finditer(text):
-        try:
-            obj = json.loads(m.group(0))
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(obj, dict):
-            continue
-        fields = {str(k).lower(): v for k, v in obj.items()}
-        if "label" in fields:
-            label = _norm_label(fields["label"])
-            if label is None:
-                raise KeypointParseError(f"unknown label {fields['label']!r}; expected one of {KEYPOINT_LABELS}")
-            why = fields.get("justification", fields.get("reason", fields.get("explanation", "")))
-            return label, str(why).strip()
-    m = _LABEL_FIELD_RE.search(text)
-    if m:
-        label = _norm_label(m.group(1))
-        if label is None:
-            raise KeypointParseError(f"unknown label {m.group(1)!r}; expected one of {KEYPOINT_LABELS}")
-        why = _JUSTIFICATION_RE.search(text[m.end() :])
-        return label, (why.group(1).strip() if why else "")
-    lines = text.strip().splitlines()
-    for i, line in enumerate(lines):
-        lm = _LABEL_LINE_RE.match(line)
-        if lm and _norm_label(lm.group(1)):
-            rest = "\n".join(lines[:i] + lines[i + 1 :]).strip()
-            return _norm_label(lm.group(1)), rest  # type: ignore[return-value]
-    raise KeypointParseError(f"no key-point label found in judge answer: {text.strip()[:80]!r}")
-
-
-_RATING_FIELD_RE = re.compile(r"""["']?(?:rating|score)["']?\s*[:=]\s*["']?(\d+(?:\.\d+)?)""", re.I)
-
-
-def parse_rating(text: str, low: int = 0, high: int = 10) -> tuple[int, str]:
-    """Extract ``(rating, justification)`` (an integer in [low, high]) from a quality judge answer.
-
-    >>> parse_rating('{"rating": 3, "justification": "No sources."}')
-    (3, 'No sources.')
-    """
-    if not text or not text.strip():
-        raise JudgeParseError("empty judge answer")
-    value, why = None, ""
-    for m in _OBJ_RE.finditer(text):
-        try:
-            obj = json.loads(m.group(0))
-        except json.JSONDecodeError:
-            continue
-        fields = {str(k).lower(): v for k, v in obj.items()} if isinstance(obj, dict) else {}
-        if "rating" in fields or "score" in fields:
-            value = fields.get("rating", fields.get("score"))
-            why = str(fields.get("justification", fields.get("reason", ""))).strip()
-            break
-    if value is None:
-        m = _RATING_FIELD_RE.search(text)
-        if not m:
-            raise JudgeParseError(f"no rating found in judge answer: {text.strip()[:80]!r}")
-        value = m.group(1)
-        j = _JUSTIFICATION_RE.search(text[m.end() :])
-        why = j.group(1).strip() if j else ""
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise JudgeParseError(f"rating {value!r} is not a number") from None
-    if not f.is_integer() or not low <= f <= high:
-        raise JudgeParseError(f"rating {value!r} is not an integer in [{low}, {high}]")
-    return int(f), why
-
-
-# --------------------------------------------------------------------------- judge
-
-
-@dataclass
-class Verdict:
-    """One judge answer: ``value`` is a label (key points) or a rating (quality); None if never valid."""
-
-    value: str | float | None
-    justification: str = ""
-    attempts: int = 1
-    error: str | None = None
-    truncated: bool = False  # the report was cut at the judge's max_judged_chars
-
-
-class ReportJudge:
-    """Labels key points and rates report quality with an :class:`LLMClient`."""
-
-    def __init__(self, client: LLMClient, cfg: JudgeConfig | None = None):
-        self.client = client
-        self.cfg = cfg or JudgeConfig()
-        self.stats = JudgeStats()
-
-    def _cut_flags(self, reports: list[str]) -> list[bool]:
-        """Which reports the judge context limit cuts (counted in ``stats.truncated``)."""
-        limit = self.cfg.max_judged_chars
-        flags = [limit is not None and len(r.strip()) > limit for r in reports]
-        self.stats.truncated += sum(flags)
-        return flags
-
-    @staticmethod
-    def _mark(verdicts: list[Verdict], flags: list[bool]) -> list[Verdict]:
-        for v, f in zip(verdicts, flags):
-            v.truncated = f
-        return verdicts
-
-    def label_key_points(self, items: list[tuple[str, str]]) -> list[Verdict]:
-        """Label each ``(key_point, report)`` pair Supported / Omitted / Contradicted."""
-        self.stats.items += len(items)
-        convs = [keypoint_messages(kp, report, self.cfg.max_judged_chars) for kp, report in items]
-        if not convs:
-            return []
-        flags = self._cut_flags([report for _, report in items])
-        return self._mark(self._label(convs), flags)
-
-    def _label(self, convs) -> list[Verdict]:
-        if self.cfg.mode == "generate":
-            return self._generate(convs, parse_keypoint_label)
-        tokens = self.label_tokens()
-        out = []
-        for raw in self.client.next_token_probs(convs, list(tokens), KEYPOINT_PREFIX):
-            probs = {lab: raw[t] for t, lab in tokens.items()}
-            mass = sum(probs.values())
-            if mass <= 0 or math.isnan(mass):
-                out.append(self._fail("no probability mass on the labels"))
-                continue
-            label = max(KEYPOINT_LABELS, key=lambda lab: probs[lab])
-            shown = ", ".join(f"p({lab})={probs[lab] / mass:.3f}" for lab in KEYPOINT_LABELS)
-            out.append(Verdict(label, shown))
-        return out
-
-    def label_tokens(self) -> dict[str, str]:
-        """The candidate scored for each label in probability mode: ``{candidate: label}``.
-
-        The first token of each label (one forward pass, no extra rows) when the backend
-        exposes its tokenizer (``backend.tok``, the local transformers backend) and the
-        first tokens differ; otherwise the whole label strings, which the backend scores
-        as sequences.
-        """
-        tok = getattr(self.client.backend, "tok", None)
-        if tok is not None:
-            try:
-                firsts = [tok.decode(tok.encode(lab, add_special_tokens=False)[:1]) for lab in KEYPOINT_LABELS]
-            except Exception:  # noqa: BLE001 - any tokenizer trouble: score whole labels
-                firsts = []
-            if len(set(firsts)) == len(KEYPOINT_LABELS) and all(f.strip() for f in firsts):
-                return dict(zip(firsts, KEYPOINT_LABELS))
-        return {lab: lab for lab in KEYPOINT_LABELS}
-
-    def rate_quality(self, items: list[tuple[str, str, str]]) -> list[Verdict]:
-        """Rate each ``(criterion, query, report)`` 0-10."""
-        self.stats.items += len(items)
-        convs = [quality_messages(c, q, r, self.cfg.max_judged_chars) for c, q, r in items]
-        if not convs:
-            return []
-        flags = self._cut_flags([r for _, _, r in items])
-        return self._mark(self._rate(convs), flags)
-
-    def _rate(self, convs) -> list[Verdict]:
-        if self.cfg.mode == "generate":
-            return self._generate(convs, parse_rating)
-        out = []
-        for probs in self.client.next_token_probs(convs, RATING_TOKENS, RATING_PREFIX):
-            mass = sum(probs.values())
-            if mass <= 0 or math.isnan(mass):
-                out.append(self._fail("no probability mass on rating tokens"))
-                continue
-            out.append(Verdict(round(sum(int(t) * p for t, p in probs.items()) / mass, 4), "expected rating"))
-        return out
-
-    def _fail(self, error: str, attempts: int = 1) -> Verdict:
-        self.stats.failed_items += 1
-        self.stats.errors.append(error)
-        return Verdict(None, attempts=attempts, error=error)
-
-    def _generate(self, convs, parse) -> list[Verdict]:
-        return [Verdict(v, why, attempts, error) for v, why, attempts, error in generate_with_retries(self.client, convs, parse, self.cfg, self.stats)]
 
 
 # --------------------------------------------------------------------------- frames

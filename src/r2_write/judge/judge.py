@@ -1,13 +1,15 @@
-"""The rubric judge: score a response against WritingBench criteria, 1-10 per criterion.
+"""The judges' shared machinery and the rubric judge (WritingBench criteria, 1-10 each).
 
-Two modes:
+Every kind of item (criterion score here; key-point label and quality rating in
+:mod:`r2_write.judge.report`) goes through one dispatch, :func:`ask`, between two modes:
 
-* ``generate``: the judge writes JSON ``{"score", "reason"}``; malformed answers are
+* ``generate``: the judge writes JSON (``{"score", "reason"}`` ...); malformed answers are
   retried (new seed, some temperature) up to ``max_attempts``; failures are counted and
-  reported, and a criterion that never parses has score ``None`` (never 0).
-* ``probability``: one forward pass; the score is the expectation of the judge's
-  next-token distribution over "1".."10" after ``{"score": `` (local backend, or an
-  endpoint that returns logprobs). Far cheaper, and never malformed.
+  reported, and an item that never parses has value ``None`` (never 0).
+* ``probability``: one forward pass; the value is read from the judge's next-token
+  distribution over the item's candidates after an assistant prefix (``{"score": ``: the
+  expected score over "1".."10"; local backend, or an endpoint that returns logprobs). Far
+  cheaper, and never malformed.
 """
 
 from __future__ import annotations
@@ -83,17 +85,87 @@ class JudgeStats:
         }
 
 
-class RubricJudge:
+@dataclass(frozen=True)
+class Probe:
+    """How probability mode reads one kind of item.
+
+    ``candidates`` are scored after the assistant ``prefix``; ``read(i, probs)`` turns item
+    ``i``'s probabilities into ``(value, reason)``, or None when they carry no mass (the item
+    then fails with ``no_mass`` as its error).
+    """
+
+    candidates: list[str]
+    prefix: str
+    read: Callable[[int, dict[str, float]], tuple[Any, str] | None]
+    no_mass: str
+
+
+Answer = tuple[Any, str, int, "str | None"]
+"""One judged item: ``(value, reason, attempts, error)``; value None when never answered validly."""
+
+
+def ask(
+    client: LLMClient,
+    convs: list,
+    cfg: JudgeConfig,
+    stats: JudgeStats,
+    parse: Callable[[str], tuple[Any, str]],
+    probe: Probe,
+) -> list[Answer]:
+    """The one dispatch between the judge's modes, for every kind of item.
+
+    ``generate``: :func:`generate_with_retries` with ``parse``; ``probability``: one batch of
+    next-token probabilities read by ``probe``. Items without an answer are counted in
+    ``stats`` (``failed_items``, ``errors``).
+    """
+    if cfg.mode == "generate":
+        return generate_with_retries(client, convs, parse, cfg, stats)
+    out: list[Answer] = []
+    for i, probs in enumerate(client.next_token_probs(convs, probe.candidates, probe.prefix)):
+        read = probe.read(i, probs)
+        if read is None:
+            stats.failed_items += 1
+            stats.errors.append(probe.no_mass)
+            out.append((None, "", 1, probe.no_mass))
+        else:
+            out.append((read[0], read[1], 1, None))
+    return out
+
+
+def expected_value(probs: dict[str, float]) -> float | None:
+    """The expectation of the integer candidates under their renormalised probabilities (None: no mass)."""
+    mass = sum(probs.values())
+    if mass <= 0 or math.isnan(mass):
+        return None
+    return sum(int(t) * p for t, p in probs.items()) / mass
+
+
+class BaseJudge:
+    """A judge over an :class:`LLMClient`: settings, failure counters and the cut judged texts."""
+
+    def __init__(self, client: LLMClient, cfg: JudgeConfig | None = None):
+        self.client = client
+        self.cfg = cfg or JudgeConfig()
+        self.stats = JudgeStats()
+
+    def _ask(self, convs: list, judged: list[str], parse: Callable[[str], tuple[Any, str]], probe: Probe) -> list[tuple]:
+        """:func:`ask` for ``convs`` (items already counted), each answer with whether its judged
+        text was cut at ``max_judged_chars`` (counted in ``stats.truncated``)."""
+        limit = self.cfg.max_judged_chars
+        cut = [limit is not None and len(text.strip()) > limit for text in judged]
+        self.stats.truncated += sum(cut)
+        return [(*a, c) for a, c in zip(ask(self.client, convs, self.cfg, self.stats, parse, probe), cut)]
+
+
+class RubricJudge(BaseJudge):
     """Scores (query, response, criterion) items with an :class:`LLMClient`.
 
     ``template`` replaces the built-in judge prompt (e.g. the official WritingBench critic's).
     """
 
     def __init__(self, client: LLMClient, cfg: JudgeConfig | None = None, template: PromptTemplate | None = None):
-        self.client = client
-        self.cfg = cfg or JudgeConfig()
+        super().__init__(client, cfg)
         self.template = template
-        self.stats = JudgeStats()
 
     def score(self, items: list[JudgeItem]) -> list[JudgeResult]:
         """Score every item; batched through the client (cached, retried)."""
@@ -102,34 +174,15 @@ class RubricJudge:
             return []
         limit = self.cfg.max_judged_chars
         convs = [criterion_messages(it.query, it.response, it.criterion, limit, self.template) for it in items]
-        cut = [limit is not None and len(it.response.strip()) > limit for it in items]
-        self.stats.truncated += sum(cut)
-        if self.cfg.mode == "probability":
-            results = self._score_probability(convs, items)
-        else:
-            results = self._score_generate(convs)
-        for r, c in zip(results, cut):
-            r.truncated = c
-        return results
 
-    def _score_probability(self, convs, items: list[JudgeItem]) -> list[JudgeResult]:
-        out = []
-        for it, probs in zip(items, self.client.next_token_probs(convs, SCORE_TOKENS, SCORE_PREFIX)):
-            mass = sum(probs.values())
-            if mass <= 0 or math.isnan(mass):
-                self.stats.failed_items += 1
-                out.append(JudgeResult(None, error="no probability mass on score tokens"))
-                continue
-            expected = sum(int(t) * p for t, p in probs.items()) / mass
+        def read(i: int, probs: dict) -> tuple[float, str] | None:
+            expected = expected_value(probs)
             # the reason is the rubric band the expected score falls in
-            out.append(JudgeResult(round(expected, 4), reason=band_for(it.criterion, expected)))
-        return out
+            return None if expected is None else (round(expected, 4), band_for(items[i].criterion, expected))
 
-    def _score_generate(self, convs) -> list[JudgeResult]:
-        return [
-            JudgeResult(None if v is None else float(v), why, attempts, error)
-            for v, why, attempts, error in generate_with_retries(self.client, convs, parse_score, self.cfg, self.stats)
-        ]
+        probe = Probe(SCORE_TOKENS, SCORE_PREFIX, read, "no probability mass on score tokens")
+        answers = self._ask(convs, [it.response for it in items], parse_score, probe)
+        return [JudgeResult(None if v is None else float(v), why, n, err, cut) for v, why, n, err, cut in answers]
 
     def score_responses(
         self, queries: list[str], responses: list[str], rubrics: list[list[Criterion]]

@@ -13,6 +13,7 @@ from r2_write.config import ConfigError, parse_params
 from r2_write.evaluation import compare, deepresearchgym as drg, writingbench as wb
 from r2_write.evaluation.retrieval import RetrieverConfig, build_retriever
 from r2_write.judge.judge import JudgeConfig, RubricJudge
+from r2_write.judge.report import ReportJudge
 from r2_write.llm.budget import check_calls, check_judge
 from r2_write.llm.client import LLMClient
 from r2_write.llm.config import SamplingParams
@@ -303,7 +304,7 @@ def judge_drg_key_points(reports: pd.DataFrame, params: dict, llm: dict, judge: 
     """
     p = _params(params).deepresearchgym
     client, cfg = _judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.deepresearchgym.judge")
-    judge_ = drg.ReportJudge(client, cfg)
+    judge_ = ReportJudge(client, cfg)
     out = drg.judge_key_points(judge_, reports)
     check_judge(judge_, "key points unlabelled")
     return out
@@ -323,7 +324,7 @@ def judge_drg_quality(reports: pd.DataFrame, params: dict, llm: dict, judge: dic
     """
     p = _params(params).deepresearchgym
     client, cfg = _judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.deepresearchgym.judge")
-    judge_ = drg.ReportJudge(client, cfg)
+    judge_ = ReportJudge(client, cfg)
     out = drg.judge_quality(judge_, reports, p.support_requires_urls)
     check_judge(judge_, "ratings failed")
     return out
