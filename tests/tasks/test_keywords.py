@@ -182,3 +182,22 @@ def test_sft_examples_are_short_enough_for_cpu_rollouts():
     examples = make_sft_examples(make_prompts(100, seed=0), seed=0)
     lengths = [len(tok(e["completion"])["input_ids"]) for e in examples if not e["redundant"]]
     assert max(lengths) <= 300 and sum(lengths) / len(lengths) <= 230
+
+
+def test_sft_examples_without_reflection_answer_with_the_flawed_draft():
+    rows = make_prompts(200, seed=0)
+    examples = make_sft_examples(rows, seed=0, reflect_share=0.5)
+    skipped = [e for e in examples if not e["reflected"]]
+    assert 0.4 < len(skipped) / len(examples) < 0.6
+    for row, e in zip(rows, examples):
+        traj = parse(e["completion"], strict=True)
+        kinds = [s.kind for s in traj.segments]
+        if e["reflected"]:
+            assert kinds[:4] == ["plan", "draft", "reflection", "revision"]
+            assert keyword_judge([e["prompt"]], [traj.answer], [row["criteria"]]) == [10.0]
+        else:  # the teacher skipped the check: its answer keeps the draft's flaw
+            assert kinds == ["plan", "draft"] and not e["redundant"]
+            assert traj.answer == traj.segments[1].text == e["answer"]
+            assert keyword_judge([e["prompt"]], [traj.answer], [row["criteria"]])[0] < 10.0
+    with pytest.raises(ValueError, match="reflect_share"):
+        make_sft_examples(rows, seed=0, reflect_share=1.5)

@@ -341,7 +341,8 @@ def good_text(spec: KeywordSpec, rng: random.Random) -> str:
     return _TEMPLATES[spec.language]["join"].join(_note_parts(spec, rng))
 
 
-def make_sft_examples(rows: Sequence[dict], seed: int, redundant_share: float = 0.2) -> list[dict]:
+def make_sft_examples(rows: Sequence[dict], seed: int, redundant_share: float = 0.2,
+                      reflect_share: float = 1.0) -> list[dict]:
     """Warm-start SFT trajectories for task rows, rendered with :func:`r2_write.trajectory.render`.
 
     Each: plan -> a flawed draft (misses one word, misses two words, or is too long: 40/30/30%)
@@ -349,10 +350,18 @@ def make_sft_examples(rows: Sequence[dict], seed: int, redundant_share: float = 
     answer is the revision. A ``redundant_share`` of them get one more reflection/revision step
     that changes nothing (what the process reward punishes).
 
+    Only a ``reflect_share`` of them reflect at all: the others stop after the flawed draft and
+    give it as the answer (``reflected`` False), a teacher that often skips the check. A policy
+    SFT'd on them reflects only some of the time, so the outcome has room to grow by learning
+    *when* to reflect: the headroom the learning-signal benchmark and test measure RL on.
+
     Returns:
         Rows with ``id``, ``prompt``, ``completion`` (the rendered trajectory), ``language``,
-        ``fault`` (missing1 | missing2 | too_long), ``redundant`` (bool), ``answer``, ``criteria``.
+        ``fault`` (missing1 | missing2 | too_long), ``reflected`` (bool), ``redundant`` (bool),
+        ``answer``, ``criteria``.
     """
+    if not 0 <= reflect_share <= 1 or not 0 <= redundant_share <= 1:
+        raise ValueError(f"reflect_share and redundant_share must be in [0, 1], got {reflect_share}, {redundant_share}")
     rng, out = random.Random(seed), []
     for row in rows:
         spec = spec_of_row(row)
@@ -379,10 +388,14 @@ def make_sft_examples(rows: Sequence[dict], seed: int, redundant_share: float = 
         segments = [Segment("plan", t["plan"].format(**fmt)), Segment("draft", draft),
                     Segment("reflection", reflection), Segment("revision", answer)]
         redundant = rng.random() < redundant_share
-        if redundant:
+        reflected = reflect_share >= 1 or rng.random() < reflect_share  # the stream of share 1 is unchanged
+        if not reflected:  # the draft is the answer
+            segments, answer, redundant = segments[:2], draft, False
+        elif redundant:
             segments += [Segment("reflection", t["redundant"].format(count=text_length(answer, spec.language), **fmt)),
                          Segment("revision", answer)]
         out.append({"id": row["id"], "prompt": row["prompt"], "completion": render(Trajectory(segments, answer)),
-                    "language": spec.language, "fault": fault, "redundant": redundant, "answer": answer,
+                    "language": spec.language, "fault": fault, "reflected": reflected, "redundant": redundant,
+                    "answer": answer,
                     "criteria": row["criteria"]})
     return out
