@@ -56,6 +56,11 @@ def test_full_default_run(project, project_root):  # noqa: F811
     assert parent.info.status == "FINISHED"
     assert "synthesis/steps" in parent.data.metrics and "datasets/sft_examples" in parent.data.metrics
     assert "datasets/sft_steps_cut" in parent.data.metrics and "scoring/steps_cut" in parent.data.metrics
+    stages = ("rubrics", "synthesis", "filtering", "scoring", "sft", "ppo", "ppo_outcome", "grpo", "evaluation")
+    times = {k: v for k, v in parent.data.metrics.items() if k.startswith("time/")}  # StageTimingHooks
+    assert set(times) == {f"time/{s}" for s in (*stages, "total")}
+    assert all(v > 0 for v in times.values()) and times["time/total"] == pytest.approx(
+        sum(times[f"time/{s}"] for s in stages), abs=0.05)
     nested = {r.data.tags.get("mlflow.runName") for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert {f"{stage}/{v}" for v in ("ppo", "ppo_outcome", "grpo") for stage in ("train", "eval")} | {"eval/base", "eval/sft"} == nested
     ppo_runs = [r for r in runs if r.data.tags.get("mlflow.runName") in ("train/ppo", "train/ppo_outcome")]

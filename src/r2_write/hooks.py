@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -93,3 +94,51 @@ class DatasetVersionHooks:
             return
         if version:
             mlflow.set_tag(f"{TAG_PREFIX}{name}", version)
+
+
+class StageTimingHooks:
+    """Wall time of each stage (registered pipeline) of a run, as MLflow metrics ``time/<pipeline>``.
+
+    Node times are summed per registered pipeline (``rubrics``, ``synthesis``, ..., the stage
+    whose pipeline holds the node) and logged after every node to the active run, so a run that
+    fails still records the stages it finished; ``time/total`` is the sum. The end of the run
+    logs one summary line. Nothing goes to MLflow when no run is active.
+    """
+
+    def __init__(self) -> None:
+        self._stage_of: dict[str, str] = {}
+        self._started: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        from kedro.framework.project import pipelines
+
+        self._stage_of, self._started, self.seconds = {}, {}, {}
+        for name, pipeline in pipelines.items():
+            if name != "__default__":
+                for node in pipeline.nodes:
+                    self._stage_of.setdefault(node.name, name)
+
+    @hook_impl
+    def before_node_run(self, node: Any) -> None:
+        self._started[node.name] = time.perf_counter()
+
+    @hook_impl
+    def after_node_run(self, node: Any) -> None:
+        import mlflow
+
+        started = self._started.pop(node.name, None)
+        if started is None:
+            return
+        stage = self._stage_of.get(node.name, "other")
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+        if mlflow.active_run() is not None:
+            mlflow.log_metrics({f"time/{stage}": round(self.seconds[stage], 3),
+                                "time/total": round(sum(self.seconds.values()), 3)})
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        if self.seconds:
+            parts = ", ".join(f"{stage} {secs:.1f} s" for stage, secs in self.seconds.items())
+            logger.info("time by stage (MLflow time/<pipeline>): %s; total %.1f s", parts, sum(self.seconds.values()))

@@ -24,7 +24,7 @@ import warnings  # noqa: E402
 
 warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
 
-from r2_write.hooks import ApiKeyParameterHooks, DatasetVersionHooks  # noqa: E402
+from r2_write.hooks import ApiKeyParameterHooks, DatasetVersionHooks, StageTimingHooks  # noqa: E402
 
 # kedro-mlflow's hooks are registered by its plugin entry point; ours add to them
-HOOKS = (ApiKeyParameterHooks(), DatasetVersionHooks())
+HOOKS = (ApiKeyParameterHooks(), DatasetVersionHooks(), StageTimingHooks())
