@@ -14,12 +14,14 @@ Every kind of item (criterion score here; key-point label and quality rating in
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_serializer
+from pydantic.fields import FieldInfo
 
 from r2_write.judge.parsing import JudgeParseError, parse_score
 from r2_write.llm.client import LLMClient
@@ -48,6 +50,34 @@ class JudgeConfig(BaseModel):
         description="Judge context limit: cut judged texts to this many characters (None: the whole text, as the "
         "official scorers). Every cut is counted (stats.truncated, eval/judged_truncated).",
     )
+
+
+class _PartialJudgeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_serializer(mode="wrap")
+    def _only_set(self, handler) -> dict:
+        """Dump the fields that were set (also to null): a dump read back overrides the same fields."""
+        return {k: v for k, v in handler(self).items() if k in self.model_fields_set}
+
+    def over(self, base: dict | None) -> dict:
+        """The raw judge parameters ``base`` with the fields set here (also to null) replacing its own."""
+        return {**(base or {}), **self.model_dump()}
+
+
+def _optional(info: FieldInfo) -> FieldInfo:
+    info = copy.copy(info)
+    info.default, info.default_factory = None, None
+    return info
+
+
+JudgeOverrides = create_model(
+    "JudgeOverrides",
+    __base__=_PartialJudgeConfig,
+    __doc__="A partial :class:`JudgeConfig`: every field optional, checked as there (unknown keys rejected); "
+    "the fields set replace those of ``params:judge`` (:meth:`over`).",
+    **{name: (f.annotation | None, _optional(f)) for name, f in JudgeConfig.model_fields.items()},
+)
 
 
 @dataclass

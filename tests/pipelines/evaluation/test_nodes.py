@@ -43,6 +43,20 @@ def test_select_writingbench_queries(wb_queries, eval_params):
         select_writingbench_queries(wb_queries, {"writingbench": {"num_queries": {"format": -1}}})
 
 
+@pytest.mark.parametrize("bench", ["writingbench", "deepresearchgym"])
+def test_judge_override_typo_stops_the_first_node_naming_the_field(wb_queries, drg_queries, bench):
+    """Per-benchmark judge overrides are a typed partial JudgeConfig: a misspelt or bad field fails at
+    once (the first node, before any generation), named, instead of waiting for the judge node."""
+    select = select_writingbench_queries if bench == "writingbench" else select_drg_queries
+    queries = wb_queries if bench == "writingbench" else drg_queries
+    with pytest.raises(ConfigError) as exc:
+        select(queries, {bench: {"judge": {"mode": "generate", "temprature": 0.5}}})
+    assert f"parameter 'evaluation.{bench}.judge.temprature'" in str(exc.value)
+    with pytest.raises(ConfigError, match=rf"'evaluation\.{bench}\.judge\.max_attempts'.*greater than or equal to 1"):
+        select(queries, {bench: {"judge": {"max_attempts": 0}}})
+    assert len(select(queries, {bench: {"judge": {"mode": "generate", "max_judged_chars": None}}})) > 0
+
+
 def test_select_drg_queries_truncates_key_points(drg_queries):
     out = select_drg_queries(drg_queries, {"deepresearchgym": {"num_queries": 2, "max_key_points": 2}})
     assert list(out["id"]) == ["26", "27"]

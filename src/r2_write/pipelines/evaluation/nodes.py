@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from r2_write.config import ConfigError, parse_params
 from r2_write.evaluation import compare, deepresearchgym as drg, writingbench as wb
 from r2_write.evaluation.retrieval import RetrieverConfig, build_retriever
-from r2_write.judge.judge import JudgeConfig, RubricJudge
+from r2_write.judge.judge import JudgeConfig, JudgeOverrides, RubricJudge
 from r2_write.judge.report import ReportJudge
 from r2_write.llm.budget import check_calls, check_judge
 from r2_write.llm.client import LLMClient
@@ -49,7 +49,9 @@ class WritingBenchParams(BaseModel):
     judge_role: str = Field(
         "eval_judge", description="Role under params:llm whose model judges (eval_judge falls back to llm.judge)."
     )
-    judge: dict = Field(default_factory=dict, description="Overrides of params:judge for this benchmark.")
+    judge: JudgeOverrides = Field(
+        default_factory=JudgeOverrides, description="Overrides of params:judge for this benchmark (JudgeConfig fields)."
+    )
     judge_prompt_path: str | None = Field(
         None,
         description="A judge prompt template file of your own (e.g. the official WritingBench critic's, which the "
@@ -80,7 +82,9 @@ class DeepResearchGymParams(BaseModel):
     judge_role: str = Field(
         "eval_judge", description="Role under params:llm whose model judges (eval_judge falls back to llm.judge)."
     )
-    judge: dict = Field(default_factory=dict, description="Overrides of params:judge for this benchmark.")
+    judge: JudgeOverrides = Field(
+        default_factory=JudgeOverrides, description="Overrides of params:judge for this benchmark (JudgeConfig fields)."
+    )
 
 
 class EvaluationParams(BaseModel):
@@ -102,8 +106,8 @@ def _policy_client(llm: dict, model_dir: str) -> LLMClient:
     return policy_client(llm, model_dir, share_backend=False)
 
 
-def _judge_parts(llm: dict, judge: dict, role: str, overrides: dict, where: str):
-    return client_for(llm, role), parse_params(JudgeConfig, {**(judge or {}), **overrides}, where)
+def _judge_parts(llm: dict, judge: dict, role: str, overrides: JudgeOverrides, where: str):
+    return client_for(llm, role), parse_params(JudgeConfig, overrides.over(judge), where)
 
 
 def _judge_template(p: WritingBenchParams) -> PromptTemplate | None:
