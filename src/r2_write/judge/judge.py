@@ -37,7 +37,9 @@ class JudgeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["generate", "probability"] = Field("generate", description="generate (JSON) or probability.")
+    mode: Literal["generate", "probability"] = Field(
+        "probability", description="probability (expected score, local backends or logprobs) or generate (JSON)."
+    )
     max_attempts: int = Field(3, ge=1, description="Attempts per criterion when the answer is malformed.")
     temperature: float = Field(0.0, ge=0, description="First attempt temperature (WritingBench-style: 0).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass of every attempt.")
