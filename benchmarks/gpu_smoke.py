@@ -5,7 +5,7 @@ prompts and the venv are all it uses. Each stage runs in its own process (vLLM h
 memory until the process ends) and writes one JSON row to ``--out``:
 
     vllm   the vLLM backend (``r2_write.llm``): one batch of chat completions
-    ppo    ``r2_write.rl.ppo.train`` with ``use_vllm`` and the separate critic (bf16, gradient
+    ppo    ``r2_write.rl.trainer.train`` with ``use_vllm`` and the separate critic (bf16, gradient
            checkpointing), reward = the process reward with the embedded model as judge
     sft    ``r2_write.training.sft.train_sft`` (TRL SFTTrainer, bf16)
     grpo   ``r2_write.training.grpo.train_grpo`` (TRL GRPOTrainer, vLLM colocate), outcome reward
@@ -139,7 +139,7 @@ def run_stage(stage: str, model: str, steps: int, max_new_tokens: int) -> dict:
             seconds = time.perf_counter() - start
             row.update(steps=1, rollout_s=seconds, tokens_per_s=sum(g.completion_tokens for g in out) / seconds)
         elif stage == "ppo":
-            from r2_write.rl.ppo import train
+            from r2_write.rl.trainer import train
 
             ppo = cfg["ppo"]
             result = train(model, prompts(SIZES["prompts"]), _judge_reward(cfg["llm"], "process"), ppo)

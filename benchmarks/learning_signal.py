@@ -226,7 +226,8 @@ def evaluate(model_dir: str, rows: list[dict], args, reward, batch_size: int = 8
     """
     from transformers import AutoTokenizer, StoppingCriteriaList
 
-    from r2_write.rl.ppo import encode_prompts, load_causal_lm
+    from r2_write.rl.model import load_causal_lm
+    from r2_write.rl.rollout import encode_prompts
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = load_causal_lm(model_dir).eval()
@@ -269,8 +270,8 @@ def run_sft(args, sft_rows, work: Path) -> str:
 
 
 def run_ppo(args, sft_dir, train_rows, eval_rows, work, variant, reward_cfg, tokenizer) -> tuple[list[dict], dict]:
-    from r2_write.rl.ppo import train
     from r2_write.rl.ppo_config import PPOConfig
+    from r2_write.rl.trainer import train
 
     weight = args.process_weight if variant == "ppo" else 0.0
     rcfg = ProcessRewardConfig(**{**asdict(reward_cfg), "process_weight": weight})

@@ -17,7 +17,7 @@ What is counted (bytes; P = parameters of a model, N = GPUs, b = micro-batch row
   PPO trains two models: the actor (P) and the separate critic (the backbone without LM head
   plus a value head). SFT and GRPO train the policy.
 - frozen reference (PPO and GRPO, KL > 0): sharded like the policy; fp32 (4 P / N) as
-  ``rl/ppo.py`` loads it, bf16 (2 P / N) in TRL's GRPO.
+  ``rl/model.py`` loads it, bf16 (2 P / N) in TRL's GRPO.
 - gathered layers: FSDP/ZeRO-3 all-gather one decoder layer at a time in bf16, two with
   prefetch: 2 x 2 x layer parameters.
 - vLLM (``use_vllm``, colocate mode, tensor parallel 1): a full bf16 copy of the policy per GPU

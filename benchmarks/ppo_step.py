@@ -1,6 +1,6 @@
 """Wall time and peak memory of one PPO step, split into rollout, reward and update.
 
-The phases are those of ``r2_write.rl.ppo.train`` (rollout -> reward_fn + token_scores ->
+The phases are those of ``r2_write.rl.trainer.train`` (rollout -> reward_fn + token_scores ->
 compute_rewards + compute_gae + ppo_update) on a policy and a frozen reference loaded from
 ``--model``. The reward uses a cheap deterministic *fake judge* (score = 1 + words / 20,
 capped at 10) through the real ``process_reward_fn``, so the reward column is the reward
@@ -29,15 +29,9 @@ import psutil
 import torch
 
 from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn
-from r2_write.rl.ppo import (
-    PolicyWithValue,
-    compute_gae,
-    compute_rewards,
-    load_causal_lm,
-    ppo_update,
-    rollout,
-    token_scores,
-)
+from r2_write.rl.model import PolicyWithValue, load_causal_lm
+from r2_write.rl.ppo import compute_gae, compute_rewards, ppo_update, token_scores
+from r2_write.rl.rollout import rollout
 from r2_write.rl.ppo_config import PPOConfig
 
 FALLBACK_PROMPTS = [

@@ -28,7 +28,7 @@ def test_writingbench_responses_are_requested_with_it(fake_client):
 def test_ppo_rollout_prompts_are_its_chat_template(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from r2_write.rl.ppo import encode_prompts
+    from r2_write.rl.rollout import encode_prompts
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     ids, mask = encode_prompts(tokenizer, ["Write a haiku."], max_length=256)

@@ -14,29 +14,19 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from r2_write.rl import ppo
-from r2_write.rl.ppo import (
-    Actor,
-    Critic,
-    PolicyWithValue,
-    compute_gae,
-    compute_rewards,
-    critic_update,
-    load_backbone,
-    load_causal_lm,
-    ppo_update,
-    response_values,
-    rollout,
-    train,
-)
+from r2_write.rl import model, trainer
+from r2_write.rl.model import Actor, Critic, load_backbone, load_causal_lm, response_values
+from r2_write.rl.ppo import compute_gae, compute_rewards, critic_update, ppo_update
 from r2_write.rl.ppo_config import PPOConfig
-from tests.rl.test_ppo import PROMPTS, fake_reward_fn
+from r2_write.rl.rollout import rollout
+from r2_write.rl.trainer import train
+from tests.rl.stand_ins import PROMPTS, fake_reward_fn
 
 torch.set_num_threads(1)
 
 
 def last_token_scores(ro, results, reward_cfg, *args, **kwargs):
-    """Stand-in for ``ppo.token_scores``: outcome / 10 on each row's last response token."""
+    """Stand-in for ``ppo.token_scores`` (as the trainer calls it): outcome / 10 on each row's last response token."""
     scores = torch.zeros_like(ro.logprobs)
     last = ro.response_mask.sum(1).long() - 1
     scores[torch.arange(len(ro)), last] = torch.tensor([r["outcome"] / 10 for r in results])
@@ -45,7 +35,7 @@ def last_token_scores(ro, results, reward_cfg, *args, **kwargs):
 
 @pytest.fixture(autouse=True)
 def _fixed_token_scores(monkeypatch):
-    monkeypatch.setattr(ppo, "token_scores", last_token_scores)
+    monkeypatch.setattr(trainer, "token_scores", last_token_scores)
 
 
 def cfg_for(tmp_path: Path, name: str = "ppo", **overrides) -> PPOConfig:
@@ -98,7 +88,7 @@ def test_shared_critic_history_is_unchanged(tiny_model_dir, tmp_path):
         for key, value in expected.items():
             assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
     final = Path(out["final_dir"])
-    assert (final / ppo.VALUE_HEAD_FILE).exists() and not (final / ppo.CRITIC_DIR).exists()
+    assert (final / model.VALUE_HEAD_FILE).exists() and not (final / model.CRITIC_DIR).exists()
 
 
 # ----------------------------------------------------------------------------- separate critic: pieces
@@ -152,8 +142,8 @@ def test_frozen_actor_is_not_updated_and_critic_update_moves_only_the_critic(tin
 
 def test_actor_optimizer_holds_only_the_lm(tiny_model_dir):
     cfg = PPOConfig(critic="separate", learning_rate=1e-6, critic_learning_rate=1e-5)
-    _, actor, optimizer = ppo._load_policy(Path(tiny_model_dir), cfg)
-    critic, critic_optimizer = ppo._load_critic(Path(tiny_model_dir), cfg)
+    _, actor, optimizer = model.load_policy(Path(tiny_model_dir), cfg)
+    critic, critic_optimizer = model.load_critic(Path(tiny_model_dir), cfg)
     assert isinstance(actor, Actor) and [g["lr"] for g in optimizer.param_groups] == [1e-6]
     assert {id(p) for p in optimizer.param_groups[0]["params"]} == {id(p) for p in actor.lm.parameters()}
     assert [g["lr"] for g in critic_optimizer.param_groups] == [1e-5]
@@ -178,16 +168,16 @@ def test_critic_warmup_trains_the_critic_alone_then_both(tiny_model_dir, tmp_pat
     assert "losses/policy_loss" not in out["history"][0]
     # step 2: both moved
     assert changed(weights(step1), weights(final))
-    assert changed(weights(step1 / "critic"), weights(final / ppo.CRITIC_DIR))
+    assert changed(weights(step1 / "critic"), weights(final / model.CRITIC_DIR))
     assert out["history"][1]["ppo/updates"] == 2.0 and "losses/policy_loss" in out["history"][1]
-    assert not torch.equal(torch.load(step1 / "critic" / ppo.VALUE_HEAD_FILE)["weight"],
-                           torch.load(final / "critic" / ppo.VALUE_HEAD_FILE)["weight"])
+    assert not torch.equal(torch.load(step1 / "critic" / model.VALUE_HEAD_FILE)["weight"],
+                           torch.load(final / "critic" / model.VALUE_HEAD_FILE)["weight"])
 
     # final/ is a plain causal LM directory; final/critic/ is a reusable critic
-    assert not (final / ppo.VALUE_HEAD_FILE).exists()
+    assert not (final / model.VALUE_HEAD_FILE).exists()
     assert AutoModelForCausalLM.from_pretrained(final).config.hidden_size == 32
-    reused, _ = ppo._load_critic(final, cfg)
-    assert torch.equal(reused.value_head.weight, torch.load(final / "critic" / ppo.VALUE_HEAD_FILE)["weight"])
+    reused, _ = model.load_critic(final, cfg)
+    assert torch.equal(reused.value_head.weight, torch.load(final / "critic" / model.VALUE_HEAD_FILE)["weight"])
     assert not changed(weights(final / "critic"), reused.backbone.state_dict())
 
 
@@ -206,6 +196,6 @@ def test_separate_critic_resumes_with_its_weights_and_optimizer(tiny_model_dir, 
     # step 2's values come from the restored critic, its update from the restored critic optimizer (Adam moments)
     for key in ("losses/value_loss", "losses/critic_grad_norm", "losses/policy_loss", "objective/kl"):
         assert resumed["history"][1][key] == pytest.approx(full["history"][1][key], rel=1e-4, abs=1e-7), key
-    for part in ("", ppo.CRITIC_DIR):
+    for part in ("", model.CRITIC_DIR):
         a, b = weights(Path(full["final_dir"]) / part), weights(Path(resumed["final_dir"]) / part)
         assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), part

@@ -12,10 +12,12 @@ import torch
 from transformers import AutoTokenizer
 from transformers.generation.logits_process import TopKLogitsWarper
 
-from r2_write.rl import ppo
-from r2_write.rl.ppo import PolicyWithValue, VLLMSampler, load_causal_lm, rollout, train
+from r2_write.rl import trainer
+from r2_write.rl.model import PolicyWithValue, load_causal_lm
 from r2_write.rl.ppo_config import PPOConfig
-from tests.rl.test_ppo import PROMPTS, fake_reward_fn
+from r2_write.rl.rollout import VLLMSampler, rollout
+from r2_write.rl.trainer import train
+from tests.rl.stand_ins import PROMPTS, fake_reward_fn
 
 torch.set_num_threads(1)
 
@@ -87,7 +89,7 @@ def test_sampling_restrictions_are_warned_about(tiny_model_dir, tmp_path, caplog
     assert PPOConfig(min_p=0.0).sampling_restrictions() == []  # 0 = off
     cfg = PPOConfig(batch_size=2, mini_batch_size=2, max_new_tokens=2, total_steps=1, save_every=0, top_k=20,
                     output_dir=str(tmp_path / "ppo"))
-    with caplog.at_level(logging.WARNING, logger=ppo.__name__):
+    with caplog.at_level(logging.WARNING, logger=trainer.__name__):
         train(tiny_model_dir, PROMPTS[:2], fake_reward_fn, cfg)
     assert any("sample with top_k=20" in r.getMessage() and "off-policy" in r.getMessage() for r in caplog.records)
 

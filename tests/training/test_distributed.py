@@ -33,7 +33,7 @@ from transformers import AutoModelForCausalLM
 
 from r2_write.config import ConfigError
 from r2_write.rewards.process import ProcessRewardConfig
-from r2_write.rl.ppo import train
+from r2_write.rl.trainer import train
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.training.launch import LaunchParams, launch_command, launch_ppo, parse_launch
 from tests.training.stand_ins import text_reward
@@ -135,7 +135,9 @@ def policy_dir(tiny_model_dir, tmp_path_factory) -> str:
     counts would hide a loss weighted per process instead of over the global mini-batch)."""
     from transformers import AutoTokenizer
 
-    from r2_write.rl.ppo import PolicyWithValue, rollout, step_prompt_indices
+    from r2_write.rl.model import PolicyWithValue
+    from r2_write.rl.rollout import rollout
+    from r2_write.rl.trainer import step_prompt_indices
 
     torch.set_num_threads(1)
     lm, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -197,7 +199,7 @@ def test_fsdp_two_process_run_resumes_after_a_kill_and_matches_one_process(runs,
     """FSDP2 full shard (conf/accelerate/fsdp.yaml) on 2 CPU processes: killed in step 2, resumed, same result.
 
     accelerate 1.15 runs FSDP on GPUs only; ``R2_WRITE_FSDP_ON_CPU`` puts its state on FSDP for
-    CPU processes (torch's ``fully_shard`` runs on gloo), so the sharded path of ``rl/ppo.py``
+    CPU processes (torch's ``fully_shard`` runs on gloo), so the sharded path of ``rl/trainer.py``
     (reference sharded too, full state dicts gathered for every checkpoint, optimizer states
     re-sharded on resume) runs here as on GPUs.
     """

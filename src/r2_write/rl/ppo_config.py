@@ -1,4 +1,4 @@
-"""Hyperparameters of our PPO with token-level process rewards (pairs with ``rl/ppo.py``).
+"""Hyperparameters of our PPO with token-level process rewards (read by ``rl/trainer.py``, ``rl/ppo.py``, ``rl/rollout.py``).
 
 Defaults follow the Writing-RL / veRL recipe R2-Write builds on (actor lr 1e-6, critic lr
 1e-5, KL 0.001, batch 32, mini-batch 16, one rollout per prompt, temperature 1). A Kedro
@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class PPOConfig(BaseModel):
-    """Configuration of :func:`r2_write.rl.ppo.train`; every field has a default and a description.
+    """Configuration of :func:`r2_write.rl.trainer.train`; every field has a default and a description.
 
     Types are strict, as YAML gives them (an int is no bool, a float is finite); unknown keys
     are rejected.
@@ -160,7 +160,9 @@ class PPOConfig(BaseModel):
             raise ValueError(f"PPOConfig.process_weight must be in [0, 1] (the process term must not outweigh the "
                              f"outcome), got {self.process_weight!r}")
         if self.vllm_tensor_parallel_size < 1:
-            raise ValueError(f"PPOConfig.vllm_tensor_parallel_size must be >= 1, got {self.vllm_tensor_parallel_size!r}")
+            raise ValueError(
+                f"PPOConfig.vllm_tensor_parallel_size must be >= 1, got {self.vllm_tensor_parallel_size!r}"
+            )
         for name in ("gamma", "lam", "top_p", "vllm_gpu_memory_utilization"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)!r}")

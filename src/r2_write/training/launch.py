@@ -13,7 +13,7 @@ JSON into a run directory and starts::
 Every launched process reads the same ``spec.json``, builds its own reward (the judge client
 from the same ``params:llm`` / ``params:judge`` through :mod:`r2_write.roles`, so each process
 judges its own share of the rollouts) and trains with the same code as the in-process run
-(:func:`r2_write.rl.ppo.train`, TRL's trainers). The main process writes the model directory
+(:func:`r2_write.rl.trainer.train`, TRL's trainers). The main process writes the model directory
 and ``result.json`` (history, final directory, judge failures summed over the processes); the
 node reads them back, returns the model directory to the catalog and logs the history to
 MLflow. Without ``launch`` (or ``launch: null``) the node trains in the Kedro process as before.
@@ -97,7 +97,7 @@ def launch_ppo(
     launch: LaunchParams, policy_dir: str, prompts: list[str], rubrics: list | None, cfg, reward_cfg,
     reward: dict,
 ) -> dict[str, Any]:
-    """:func:`r2_write.rl.ppo.train` in launched processes.
+    """:func:`r2_write.rl.trainer.train` in launched processes.
 
     Args:
         launch: How to launch.
@@ -345,7 +345,7 @@ def _without_double_checkpointing(config: dict, stage: str) -> dict:
 
 def _run_ppo(payload: dict) -> dict:
     from r2_write.rewards.process import ProcessRewardConfig
-    from r2_write.rl.ppo import train
+    from r2_write.rl.trainer import train
     from r2_write.rl.ppo_config import PPOConfig
 
     cfg = PPOConfig(**_without_double_checkpointing(payload["config"], "ppo"))
