@@ -35,6 +35,19 @@ def project_root() -> Path:
     return PROJECT_ROOT
 
 
+@pytest.fixture(scope="session")
+def benchmarks_root(project_root) -> Path:
+    """The downloaded benchmarks, where the project's setting points (``benchmarks_root`` in
+    conf/base/globals.yml, relative to the project root); tests that need them skip without them."""
+    import yaml
+
+    setting = yaml.safe_load((project_root / "conf" / "base" / "globals.yml").read_text())["benchmarks_root"]
+    root = (project_root / setting).resolve()
+    if not root.is_dir():
+        pytest.skip(f"benchmarks not available: benchmarks_root {setting} (conf/base/globals.yml) is not {root}")
+    return root
+
+
 @pytest.fixture
 def fake_backend() -> FakeBackend:
     """A fresh scripted backend (default: well-behaved answers for every role)."""

@@ -57,6 +57,15 @@ class TestValidatedJSONLDataset:
         with pytest.raises(DatasetError, match="file not found"):
             ValidatedJSONLDataset(filepath=str(tmp_path / "nope.jsonl"), kind="prompts").load()
 
+    @pytest.mark.parametrize("kind", ["writingbench", "deepresearchgym"])
+    def test_missing_benchmark_file_names_the_real_setting(self, tmp_path, kind):
+        with pytest.raises(DatasetError, match="file not found") as exc:
+            ValidatedJSONLDataset(filepath=str(tmp_path / kind / "queries.jsonl"), kind=kind).load()
+        message = str(exc.value)
+        assert "https://github.com/X-PLUG/WritingBench" in message
+        assert "benchmarks_root in conf/base/globals.yml" in message and "--params benchmarks_root=" in message
+        assert "benchmarks.root" not in message
+
     def test_unknown_kind(self, filepath_jsonl):
         with pytest.raises(DatasetError, match="kind must be"):
             ValidatedJSONLDataset(filepath=str(filepath_jsonl), kind="csv")  # type: ignore[arg-type]

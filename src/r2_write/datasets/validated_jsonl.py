@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from copy import deepcopy
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import pandas as pd
@@ -13,6 +13,15 @@ from kedro.io import AbstractDataset, DatasetError
 from r2_write import data_io
 
 Kind = Literal["prompts", "writingbench", "deepresearchgym"]
+
+DOWNLOAD_HINT = (
+    "the benchmark files are not part of this repository: download WritingBench from "
+    "https://github.com/X-PLUG/WritingBench (benchmark_query/) into <benchmarks_root>/writingbench/ and the "
+    "DeepResearchGym queries and key points from https://github.com/cxcscmu/deepresearch_benchmarking into "
+    "<benchmarks_root>/deepresearchgym/; set benchmarks_root in conf/base/globals.yml, or per run with "
+    "kedro run --params benchmarks_root=/path"
+)
+"""What a missing benchmark file's message adds (the catalog reads them under ``benchmarks_root``)."""
 
 
 class ValidatedJSONLDataset(AbstractDataset[None, pd.DataFrame]):
@@ -91,6 +100,10 @@ class ValidatedJSONLDataset(AbstractDataset[None, pd.DataFrame]):
 
     def load(self) -> pd.DataFrame:
         path = str(self._filepath)
+        if self._kind != "prompts":
+            for p in self._filepaths.values() or [self._filepath]:
+                if not Path(p).exists():
+                    raise data_io.InputDataError(f"{p}: file not found (resolved to {Path(p).resolve()}); {DOWNLOAD_HINT}")
         if self._kind == "prompts":
             return data_io.load_prompts(path)
         if self._kind == "writingbench":
@@ -109,8 +122,6 @@ class ValidatedJSONLDataset(AbstractDataset[None, pd.DataFrame]):
         raise DatasetError(f"{type(self).__name__} is read-only: inputs are never overwritten")
 
     def _exists(self) -> bool:
-        from pathlib import Path
-
         return all(Path(p).exists() for p in (self._filepaths.values() or [self._filepath]))
 
     def _describe(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from matplotlib.figure import Figure
 
-from r2_write.data_io import load_deepresearchgym, load_writingbench, resolve_benchmark_dir, writingbench_frame
+from r2_write.data_io import load_deepresearchgym, load_writingbench, writingbench_frame
 from r2_write.evaluation.compare import METRIC_COLUMNS
 from r2_write.pipelines.evaluation import create_pipeline
 from r2_write.pipelines.evaluation.pipeline import VARIANTS
@@ -114,7 +114,7 @@ def test_evaluation_pipeline_runs_with_fakes(eval_llm, wb_queries, drg_queries, 
 
 
 @pytest.mark.slow
-def test_evaluation_pipeline_embedded_model(embedded_model_dir, steps, tmp_path):
+def test_evaluation_pipeline_embedded_model(embedded_model_dir, steps, tmp_path, benchmarks_root):
     """Two variants on the real embedded model: 1 WritingBench query (5 criteria), 1 DRG query (3 key points).
 
     Both variants point at the same checkpoint and share a response cache, so the second
@@ -123,7 +123,7 @@ def test_evaluation_pipeline_embedded_model(embedded_model_dir, steps, tmp_path)
     import torch
 
     torch.set_num_threads(2)
-    root = resolve_benchmark_dir()
+    root = benchmarks_root
     wb_all = writingbench_frame(load_writingbench(root / "writingbench" / "format_subset.jsonl", limit=20))
     wb = wb_all.loc[[wb_all["query"].str.len().idxmin()]].reset_index(drop=True)  # the shortest: CPU time
     drg_q = load_deepresearchgym(root / "deepresearchgym" / "queries.jsonl", limit=1)

@@ -23,16 +23,9 @@ from typing import Any, Callable
 
 import pytest
 
-from r2_write.data_io import (
-    MAX_CHARS,
-    InputDataError,
-    load_deepresearchgym,
-    load_prompts,
-    load_writingbench,
-    resolve_benchmark_dir,
-)
+from r2_write.data_io import MAX_CHARS, InputDataError, load_deepresearchgym, load_prompts, load_writingbench
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("R2_FUZZ_SEED", "20261125"))
 CASES = int(os.environ.get("R2_FUZZ_CASES", "300"))
 LINES_PER_CASE = 6
@@ -232,26 +225,20 @@ def _source_lines(path: Path) -> list[bytes]:
     return [line for line in path.read_bytes().splitlines() if line.strip()]
 
 
-def _benchmarks() -> Path:
-    try:
-        return resolve_benchmark_dir(None)
-    except InputDataError as exc:
-        pytest.skip(f"benchmarks not available: {exc}")
-
-
-FUZZ_TARGETS = {
-    "prompts": (lambda: PROJECT / "data" / "01_raw" / "prompts.jsonl", load_prompts),
-    "writingbench_criteria": (lambda: _benchmarks() / "writingbench" / "format_subset.jsonl", load_writingbench),
-    "writingbench_checklist": (lambda: _benchmarks() / "writingbench" / "length_subset.jsonl", load_writingbench),
-    "deepresearchgym": (lambda: _benchmarks() / "deepresearchgym" / "queries.jsonl", load_deepresearchgym),
+FUZZ_TARGETS = {  # (a benchmark file under benchmarks_root, else under the project; path; loader)
+    "prompts": (False, "data/01_raw/prompts.jsonl", load_prompts),
+    "writingbench_criteria": (True, "writingbench/format_subset.jsonl", load_writingbench),
+    "writingbench_checklist": (True, "writingbench/length_subset.jsonl", load_writingbench),
+    "deepresearchgym": (True, "deepresearchgym/queries.jsonl", load_deepresearchgym),
 }
 
 
 @pytest.mark.parametrize("target", list(FUZZ_TARGETS))
-def test_fuzz_loader(target, tmp_path):
-    locate, load = FUZZ_TARGETS[target]
-    source = _source_lines(locate())
-    load(locate())  # the unmutated file loads
+def test_fuzz_loader(target, tmp_path, request):
+    in_benchmarks, relative, load = FUZZ_TARGETS[target]
+    path = (request.getfixturevalue("benchmarks_root") if in_benchmarks else PROJECT) / relative
+    source = _source_lines(path)
+    load(path)  # the unmutated file loads
     seed = SEED + list(FUZZ_TARGETS).index(target)
     report = _run(target, source, load, tmp_path, seed)
     print(
