@@ -10,14 +10,12 @@ def small_cfg(**overrides) -> PPOConfig:
     return PPOConfig(**{**values, **overrides})
 
 
-
 def fake_reward_fn(prompts, completions, rubrics=None, **kwargs):
     """Deterministic: outcome from the completion's length, no steps."""
     assert rubrics is None or len(rubrics) == len(completions)
     return [{"outcome": 1.0 + len(c) % 10, "format_violation": None, "rewards": [], "process": 0.0,
              "n_reflections": 0, "n_steps": 0, "n_improved": 0, "n_redundant": 0, "n_worsened": 0}
             for c in completions]
-
 
 
 def stepped_reward_fn(prompts, completions, rubrics=None, **kwargs):

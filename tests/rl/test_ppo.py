@@ -36,7 +36,6 @@ def test_gae_hand_computed_gamma_1():
     assert ret[0].tolist() == pytest.approx([0.96575, 0.985, 1.0])  # returns = advantages + values
 
 
-
 def test_gae_hand_computed_with_padding():
     rewards = torch.tensor([[0.2, 1.0, 0.0]])
     values = torch.tensor([[0.4, 0.5, 9.0]])  # 9.0 sits on padding and must not leak
@@ -46,7 +45,6 @@ def test_gae_hand_computed_with_padding():
     # t=0: delta = 0.2 + 0.9 * 0.5 - 0.4 = 0.25;  A0 = 0.25 + 0.9 * 0.5 * 0.5 = 0.475
     assert adv[0].tolist() == pytest.approx([0.475, 0.5, 0.0])
     assert ret[0].tolist() == pytest.approx([0.875, 1.0, 0.0])
-
 
 
 # ----------------------------------------------------------------------------- loss
@@ -63,7 +61,6 @@ def test_ppo_loss_with_unit_ratios_is_unclipped_minus_mean_advantage():
     assert loss.item() == pytest.approx(-masked_mean(adv, mask).item(), abs=1e-6)
 
 
-
 def test_ppo_loss_clips_beyond_epsilon():
     cfg = PPOConfig(cliprange=0.2, vf_coef=0.1)
     ratios = torch.tensor([[1.5, 1.5, 0.5, 0.5]])
@@ -78,14 +75,12 @@ def test_ppo_loss_clips_beyond_epsilon():
     assert loss.item() == pytest.approx(0.15)
 
 
-
 def test_value_loss_is_clipped_around_old_values():
     cfg = PPOConfig(cliprange_value=0.2)
     one = torch.ones(1, 1)
     _, stats = ppo_loss(0 * one, 0 * one, 0 * one, 0.5 * one, 0 * one, one, one, cfg)
     # unclipped (0.5 - 1)^2 = 0.25; clipped value 0.2 -> (0.2 - 1)^2 = 0.64; 0.5 * max = 0.32
     assert stats["losses/value_loss"] == pytest.approx(0.32)
-
 
 
 # ----------------------------------------------------------------------------- update
@@ -99,7 +94,6 @@ def _tiny_rollout(tiny_lm, tokenizer, prompts, cfg):
     scores[:, 0] = torch.linspace(0, 1, len(prompts))
     rewards, _ = compute_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask, cfg.kl_coef)
     return policy, ro, *compute_gae(rewards, ro.values, ro.response_mask, cfg.gamma, cfg.lam)
-
 
 
 def test_micro_batches_accumulate_to_the_full_batch_gradient(tiny_lm, tokenizer):
@@ -120,7 +114,6 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(tiny_lm, tokenizer)
     assert micro_stats["losses/value_loss"] == pytest.approx(full_stats["losses/value_loss"], rel=1e-4)
 
 
-
 def test_target_kl_stops_updates_early(tiny_lm, tokenizer):
     cfg = small_cfg(batch_size=4, mini_batch_size=1, ppo_epochs=2, learning_rate=1e-2, target_kl=1e-9)
     policy, ro, adv, ret = _tiny_rollout(tiny_lm, tokenizer, PROMPTS, cfg)
@@ -128,7 +121,6 @@ def test_target_kl_stops_updates_early(tiny_lm, tokenizer):
     stats = ppo_update(policy, optimizer, ro, adv, ret, cfg)
     # first mini-batch has ratio 1 (kl 0), the second sees the moved policy and stops
     assert stats["ppo/early_stopped"] == 1.0 and stats["ppo/updates"] == 2.0
-
 
 
 # ----------------------------------------------------------------------------- real update
@@ -142,7 +134,6 @@ def _fixed_batch_loss(policy, ro, advantages, returns, cfg) -> float:
         loss, _ = ppo_loss(logprobs_from_logits(logits, ro.responses), ro.logprobs, advantages, values,
                            ro.values, returns, ro.response_mask, cfg)
     return loss.item()
-
 
 
 @pytest.mark.slow

@@ -25,7 +25,6 @@ def test_response_mask_stops_after_first_eos():
     assert response_mask(responses, [2]).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
 
 
-
 def test_rollout_logprobs_match_sampling_on_left_padded_batch(tiny_lm, tokenizer):
     queries, query_mask = encode_prompts(tokenizer, ["A much longer prompt than the other one, really.", "Hi"], 64)
     assert query_mask[1, 0] == 0  # the short prompt is left-padded
@@ -43,7 +42,6 @@ def test_rollout_logprobs_match_sampling_on_left_padded_batch(tiny_lm, tokenizer
     assert torch.allclose(logprobs_from_logits(logits, responses), sampled, atol=1e-4)
 
 
-
 def test_kl_is_zero_when_policy_equals_reference(tiny_lm, tokenizer):
     policy = PolicyWithValue(copy.deepcopy(tiny_lm))
     torch.manual_seed(0)
@@ -54,7 +52,6 @@ def test_kl_is_zero_when_policy_equals_reference(tiny_lm, tokenizer):
     assert torch.allclose(rewards, scores, atol=1e-7)
     assert ro.responses.shape == ro.logprobs.shape == ro.values.shape == ro.response_mask.shape
     assert [len(o) for o in ro.token_offsets] == ro.response_mask.sum(1).int().tolist()
-
 
 
 def test_reward_placement_through_decoded_offsets(tokenizer):
@@ -81,7 +78,6 @@ def test_reward_placement_through_decoded_offsets(tokenizer):
     assert rewards[-1] == pytest.approx(5 / 9) and sum(rewards) == pytest.approx(10 / 9)
 
 
-
 # ----------------------------------------------------------------------------- vLLM rollouts
 
 
@@ -104,7 +100,6 @@ class FakeVLLMGeneration:
         self.synced += 1
 
 
-
 def test_vllm_sampler_strips_left_padding_and_samples_plainly(tiny_lm, tokenizer):
     from accelerate import Accelerator
 
@@ -122,7 +117,6 @@ def test_vllm_sampler_strips_left_padding_and_samples_plainly(tiny_lm, tokenizer
     assert long_ids == queries[0].tolist() and short_ids == queries[1][mask[1].bool()].tolist()
     sampler.sync_weights()
     assert gen.synced == 1
-
 
 
 def test_rollout_scores_the_sampler_tokens_with_the_policy(tiny_lm, tokenizer):
@@ -145,7 +139,6 @@ def test_rollout_scores_the_sampler_tokens_with_the_policy(tiny_lm, tokenizer):
     expected = logprobs_from_logits(logits, ro.responses) * ro.response_mask
     assert torch.allclose(ro.logprobs, expected, atol=1e-5)
     assert ro.completions[1] == tokenizer.decode([300, 301, 302, 303], skip_special_tokens=True) != ""
-
 
 
 def test_use_vllm_without_vllm_is_a_clear_error(tiny_lm, tokenizer):

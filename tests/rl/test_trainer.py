@@ -23,7 +23,6 @@ METRICS = {"reward/mean", "reward/outcome", "reward/process", "reward/format_vio
            "losses/approx_kl"}
 
 
-
 def test_train_two_steps_writes_loadable_final_and_checkpoints(tiny_model_dir, tmp_path):
     cfg = small_cfg(total_steps=2, save_every=1, keep_checkpoints=0, cleanup_checkpoints=False, output_dir=str(tmp_path / "ppo"))
     logged = []
@@ -42,12 +41,10 @@ def test_train_two_steps_writes_loadable_final_and_checkpoints(tiny_model_dir, t
     assert state["step"] == 1 and len(state["history"]) == 1
 
 
-
 def test_train_keeps_only_the_newest_checkpoints(tiny_model_dir, tmp_path):
     cfg = small_cfg(total_steps=3, save_every=1, keep_checkpoints=2, cleanup_checkpoints=False, output_dir=str(tmp_path / "ppo"))
     train(tiny_model_dir, PROMPTS, fake_reward_fn, cfg)
     assert sorted(p.name for p in (tmp_path / "ppo").iterdir()) == ["checkpoint-2", "checkpoint-3", "final"]
-
 
 
 def test_train_resumes_from_the_latest_checkpoint_at_the_next_step(tiny_model_dir, tmp_path):
@@ -69,7 +66,6 @@ def test_train_resumes_from_the_latest_checkpoint_at_the_next_step(tiny_model_di
         assert resumed["history"][1][key] == pytest.approx(full["history"][1][key], rel=1e-4, abs=1e-7)
 
 
-
 # ----------------------------------------------------------------------------- vLLM rollouts
 
 
@@ -81,7 +77,6 @@ def test_train_with_vllm_syncs_weights_after_every_update(tiny_model_dir, tmp_pa
     out = train(tiny_model_dir, PROMPTS, fake_reward_fn, cfg)
     assert _FakeSampler.log == ["sample", "sync", "sample", "sync"]
     assert len(out["history"]) == 2
-
 
 
 class _FakeSampler:
@@ -96,7 +91,6 @@ class _FakeSampler:
 
     def sync_weights(self):
         _FakeSampler.log.append("sync")
-
 
 
 # ----------------------------------------------------------------------------- the outcome-only ablation

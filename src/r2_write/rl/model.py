@@ -173,7 +173,6 @@ def reference_logprobs(
     return logprobs_from_logits(logits[:, :-1] / temperature, input_ids[:, context_length:])
 
 
-
 # ----------------------------------------------------------------------------- loading and saving
 
 

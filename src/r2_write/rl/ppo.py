@@ -104,7 +104,6 @@ def compute_gae(
     return advantages, (advantages + values) * mask
 
 
-
 # ----------------------------------------------------------------------------- PPO update
 
 

@@ -320,7 +320,6 @@ def _mean_over_processes(value: float, accelerator, device) -> float:
     return accelerator.reduce(torch.tensor(float(value), device=device), reduction="mean").item()
 
 
-
 # ----------------------------------------------------------------------------- checkpoints
 
 
