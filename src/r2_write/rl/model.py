@@ -38,27 +38,14 @@ class PolicyWithValue(nn.Module):
     def __init__(self, lm: nn.Module, value_head: nn.Linear | None = None):
         super().__init__()
         self.lm = lm
-        if value_head is None:
-            value_head = new_value_head(lm.config)
-        self.value_head = value_head.to(next(lm.parameters()).device)
+        self.value_head = _placed_value_head(lm, value_head)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(logits [B, T, V], values [B, T])`` for the last ``logits_to_keep`` positions (0 = all)."""
-        out = self.lm(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids(attention_mask),
-            logits_to_keep=logits_to_keep,
-            output_hidden_states=True,
-            use_cache=False,
-        )
-        hidden = out.hidden_states[-1]
-        if logits_to_keep:
-            hidden = hidden[:, -logits_to_keep:]
-        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
-        return out.logits, values
+        out = _forward(self.lm, input_ids, attention_mask, logits_to_keep=logits_to_keep, output_hidden_states=True)
+        return out.logits, _values(self.value_head, out.hidden_states[-1], logits_to_keep)
 
 
 class Actor(nn.Module):
@@ -79,14 +66,7 @@ class Actor(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int = 0
     ) -> tuple[torch.Tensor, None]:
         """Return ``(logits [B, T, V], None)`` for the last ``logits_to_keep`` positions (0 = all)."""
-        out = self.lm(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids(attention_mask),
-            logits_to_keep=logits_to_keep,
-            use_cache=False,
-        )
-        return out.logits, None
+        return _forward(self.lm, input_ids, attention_mask, logits_to_keep=logits_to_keep).logits, None
 
 
 class Critic(nn.Module):
@@ -103,21 +83,12 @@ class Critic(nn.Module):
     def __init__(self, backbone: nn.Module, value_head: nn.Linear | None = None):
         super().__init__()
         self.backbone = backbone
-        if value_head is None:
-            value_head = new_value_head(backbone.config)
-        self.value_head = value_head.to(next(backbone.parameters()).device)
+        self.value_head = _placed_value_head(backbone, value_head)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int = 0) -> torch.Tensor:
         """Return ``values [B, T]`` for the last ``logits_to_keep`` positions (0 = all)."""
-        hidden = self.backbone(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids(attention_mask),
-            use_cache=False,
-        ).last_hidden_state
-        if logits_to_keep:
-            hidden = hidden[:, -logits_to_keep:]
-        return self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
+        hidden = _forward(self.backbone, input_ids, attention_mask).last_hidden_state
+        return _values(self.value_head, hidden, logits_to_keep)
 
 
 def new_value_head(config) -> nn.Linear:
@@ -132,6 +103,26 @@ def new_value_head(config) -> nn.Linear:
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding, as ``generate`` uses them (so scores match sampling)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _forward(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs):
+    """``model``'s forward pass with :func:`position_ids` and no KV cache (one pass over whole sequences)."""
+    return model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                 use_cache=False, **kwargs)
+
+
+def _placed_value_head(model: nn.Module, value_head: nn.Linear | None) -> nn.Linear:
+    """``value_head``, or a fresh one for ``model``'s hidden size (:func:`new_value_head`), on ``model``'s device."""
+    if value_head is None:
+        value_head = new_value_head(model.config)
+    return value_head.to(next(model.parameters()).device)
+
+
+def _values(value_head: nn.Linear, hidden: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
+    """The value head on the hidden states of the last ``logits_to_keep`` positions (0 = all): ``[B, T]``."""
+    if logits_to_keep:
+        hidden = hidden[:, -logits_to_keep:]
+    return value_head(hidden.to(value_head.weight.dtype)).squeeze(-1)
 
 
 def response_logits_and_values(
@@ -163,13 +154,7 @@ def reference_logprobs(
 ) -> torch.Tensor:
     """Log-probabilities of the response tokens under the frozen reference model."""
     n = input_ids.shape[1] - context_length
-    logits = ref_model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids(attention_mask),
-        logits_to_keep=n + 1,
-        use_cache=False,
-    ).logits
+    logits = _forward(ref_model, input_ids, attention_mask, logits_to_keep=n + 1).logits
     return logprobs_from_logits(logits[:, :-1] / temperature, input_ids[:, context_length:])
 
 
