@@ -208,15 +208,7 @@ def load_writingbench(
             obj = {**obj, "criteria": obj["checklist"]}
         row = validate_row(WritingBenchRow, obj, where, max_chars, rename={"criteria": key})
         _check_duplicate(seen, row.index, lineno, where, "index")
-        out.append(
-            RubricQuery(
-                id=row.index,
-                query=row.query,
-                domain=row.domain1,
-                subdomain=row.domain2,
-                criteria=[c.to_criterion() for c in row.criteria],
-            )
-        )
+        out.append(row.to_query())
         if limit is not None and len(out) >= limit:
             break
     if not out:
@@ -339,15 +331,7 @@ def queries_from_frame(
             rec["criteria"] = crit.tolist()  # numpy arrays from parquet
         row = validate_row(RubricQueryRow, rec, where, max_chars)
         _check_duplicate(seen, row.id, n, where, "id", unit="row")
-        out.append(
-            RubricQuery(
-                id=row.id,
-                query=row.query,
-                domain=row.domain,
-                subdomain=row.subdomain,
-                criteria=[c.to_criterion() for c in row.criteria],
-            )
-        )
+        out.append(row.to_query())
     return out
 
 

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from r2_write.rubrics.schema import DOMAINS, Criterion
+from r2_write.rubrics.schema import DOMAINS, Criterion, RubricQuery
 
 MAX_CHARS = 100_000
 """Default upper bound on the length of any one text field (characters)."""
@@ -110,23 +110,25 @@ def _identifier(v: Any, info: ValidationInfo) -> str:
     raise ValueError(f"expected a string or integer id, got {type_name(v)}")
 
 
-def _domain(v: Any, info: ValidationInfo) -> str:
-    v = _text(v, info)
-    if v not in DOMAINS:
-        raise ValueError(f"unknown domain {short_text(v)}; expected one of {', '.join(map(repr, DOMAINS))}")
-    return v
+def _one_of(what: str, allowed: tuple[str, ...]):
+    """A check that a text is one of ``allowed`` (``unknown <what> 'x'; expected one of ...``)."""
+
+    def check(v: Any, info: ValidationInfo) -> str:
+        v = _text(v, info)
+        if v not in allowed:
+            raise ValueError(f"unknown {what} {short_text(v)}; expected one of {', '.join(map(repr, allowed))}")
+        return v
+
+    return check
+
+
+_domain = _one_of("domain", DOMAINS)
+_language = _one_of("language", LANGUAGES)
 
 
 def _optional_domain(v: Any, info: ValidationInfo) -> str:
     v = _optional_text(v, info)
     return _domain(v, info) if v else v
-
-
-def _language(v: Any, info: ValidationInfo) -> str:
-    v = _text(v, info)
-    if v not in LANGUAGES:
-        raise ValueError(f"unknown language {short_text(v)}; expected one of {', '.join(map(repr, LANGUAGES))}")
-    return v
 
 
 def _positive_int(v: Any, info: ValidationInfo) -> int:
@@ -244,6 +246,10 @@ class WritingBenchRow(BaseModel):
     query: Text
     criteria: Annotated[list[WritingBenchCriterion], BeforeValidator(_non_empty_list)]
 
+    def to_query(self) -> RubricQuery:
+        crit = [c.to_criterion() for c in self.criteria]
+        return RubricQuery(id=self.index, query=self.query, domain=self.domain1, subdomain=self.domain2, criteria=crit)
+
 
 class RubricQueryRow(BaseModel):
     """A row of a rubric-query table (:func:`~r2_write.data_io.loaders.writingbench_frame` shape)."""
@@ -255,6 +261,10 @@ class RubricQueryRow(BaseModel):
     subdomain: OptionalText = ""
     query: Text
     criteria: Annotated[list[WritingBenchCriterion], BeforeValidator(_non_empty_list)]
+
+    def to_query(self) -> RubricQuery:
+        crit = [c.to_criterion() for c in self.criteria]
+        return RubricQuery(id=self.id, query=self.query, domain=self.domain, subdomain=self.subdomain, criteria=crit)
 
 
 # --------------------------------------------------------------------------- row validation

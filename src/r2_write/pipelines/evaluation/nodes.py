@@ -120,6 +120,11 @@ def _judge_template(p: WritingBenchParams) -> PromptTemplate | None:
         raise ConfigError(f"parameter 'evaluation.writingbench.judge_prompt_path': {exc}") from None
 
 
+def _drg_judge(llm: dict, judge: dict, p: DeepResearchGymParams) -> ReportJudge:
+    """The DeepResearchGym judge: its role and settings (``params:judge`` with the benchmark's overrides)."""
+    return ReportJudge(*_judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.deepresearchgym.judge"))
+
+
 def _writingbench_judge(llm: dict, judge: dict, p: WritingBenchParams) -> RubricJudge:
     """The WritingBench judge: role, settings and (optionally) the user's prompt template."""
     client, cfg = _judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.writingbench.judge")
@@ -306,9 +311,7 @@ def judge_drg_key_points(reports: pd.DataFrame, params: dict, llm: dict, judge: 
     Returns:
         id, point_number, point_content, label, justification, attempts, error.
     """
-    p = _params(params).deepresearchgym
-    client, cfg = _judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.deepresearchgym.judge")
-    judge_ = ReportJudge(client, cfg)
+    judge_ = _drg_judge(llm, judge, _params(params).deepresearchgym)
     out = drg.judge_key_points(judge_, reports)
     check_judge(judge_, "key points unlabelled")
     return out
@@ -317,18 +320,11 @@ def judge_drg_key_points(reports: pd.DataFrame, params: dict, llm: dict, judge: 
 def judge_drg_quality(reports: pd.DataFrame, params: dict, llm: dict, judge: dict) -> pd.DataFrame:
     """Rate every report 0-10 on Clarity, Depth, Balance, Breadth, Support, Insightfulness.
 
-    Args:
-        reports: Output of :func:`generate_drg_reports`.
-        params: ``params:evaluation``.
-        llm: ``params:llm``.
-        judge: ``params:judge`` (overridden by ``evaluation.deepresearchgym.judge``).
-
-    Returns:
-        id, criterion, rating, justification, attempts, error.
+    Takes the arguments of :func:`judge_drg_key_points`; returns one row per (query,
+    criterion): id, criterion, rating, justification, attempts, error.
     """
     p = _params(params).deepresearchgym
-    client, cfg = _judge_parts(llm, judge, p.judge_role, p.judge, "evaluation.deepresearchgym.judge")
-    judge_ = ReportJudge(client, cfg)
+    judge_ = _drg_judge(llm, judge, p)
     out = drg.judge_quality(judge_, reports, p.support_requires_urls)
     check_judge(judge_, "ratings failed")
     return out
