@@ -35,7 +35,6 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -53,11 +52,11 @@ VARIANTS = ("ppo", "ppo_outcome", "grpo")
 logger = logging.getLogger("learning_signal")
 
 # The 30-minute defaults (2 CPU cores) and the --tiny preset (tests/test_learning_signal.py).
-DEFAULTS = dict(languages=["en", "zh"], sft_examples=96, sft_batch=4, sft_lr=2e-4, train_prompts=64, eval_prompts=16,
-                steps=8, batch=8, grpo_generations=4, eval_every=4, max_new_tokens=256, lr=2e-5, critic_lr=1e-4,
+DEFAULTS = dict(languages=["en"], sft_examples=64, sft_batch=4, sft_lr=2e-4, reflect_share=0.5, train_prompts=64, eval_prompts=16,
+                steps=6, batch=8, grpo_generations=4, eval_every=3, max_new_tokens=288, lr=2e-5, critic_lr=1e-4,
                 eval_temperature=1.0)
-TINY = dict(languages=["en"], sft_examples=32, sft_batch=4, sft_lr=2e-4, train_prompts=16, eval_prompts=16,
-            steps=3, batch=8, grpo_generations=4, eval_every=3, max_new_tokens=256, lr=2e-5, critic_lr=1e-4,
+TINY = dict(languages=["en"], sft_examples=64, sft_batch=4, sft_lr=2e-4, reflect_share=0.5, train_prompts=16, eval_prompts=16,
+            steps=3, batch=8, grpo_generations=4, eval_every=3, max_new_tokens=288, lr=5e-5, critic_lr=1e-4,
             eval_temperature=1.0)
 
 
@@ -73,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sft-examples", type=int, help="Warm-start trajectories (one epoch).")
     p.add_argument("--sft-batch", type=int, help="SFT batch size.")
     p.add_argument("--sft-lr", type=float, help="SFT learning rate.")
+    p.add_argument("--reflect-share", type=float,
+                   help="Share of warm-start trajectories that reflect (the others answer with the flawed draft).")
     p.add_argument("--train-prompts", type=int, help="RL training prompts.")
     p.add_argument("--eval-prompts", type=int, help="Held-out prompts.")
     p.add_argument("--steps", type=int, help="RL steps (one optimizer step each) per variant.")
@@ -218,7 +219,7 @@ _MARKER_RE = re.compile(r"</?(?:think|plan|draft|reflection|revision)>")
 
 
 @torch.no_grad()
-def evaluate(model_dir: str, rows: list[dict], args, reward, batch_size: int = 8) -> dict:
+def evaluate(model_dir: str, rows: list[dict], args, reward, batch_size: int = 16) -> dict:
     """Held-out generation (greedy, or sampled with a fixed seed) judged with keyword_judge.
 
     ``truncated`` = the row reached ``max_new_tokens`` without EOS (a format violation); rows
@@ -261,7 +262,7 @@ def evaluate(model_dir: str, rows: list[dict], args, reward, batch_size: int = 8
 def run_sft(args, sft_rows, work: Path) -> str:
     from r2_write.training.sft import SFTParams, train_sft
 
-    examples = make_sft_examples(sft_rows, seed=args.seed)
+    examples = make_sft_examples(sft_rows, seed=args.seed, reflect_share=args.reflect_share)
     cfg = SFTParams(learning_rate=args.sft_lr, num_train_epochs=1.0, per_device_train_batch_size=args.sft_batch,
                     max_length=512, seed=args.seed, output_dir=str(work / "sft"))
     final, history = train_sft(args.model, [e["prompt"] for e in examples], [e["completion"] for e in examples], cfg)
@@ -274,7 +275,6 @@ def run_ppo(args, sft_dir, train_rows, eval_rows, work, variant, reward_cfg, tok
     from r2_write.rl.trainer import train
 
     weight = args.process_weight if variant == "ppo" else 0.0
-    rcfg = ProcessRewardConfig(**{**asdict(reward_cfg), "process_weight": weight})
     out_dir = work / variant
     shutil.rmtree(out_dir, ignore_errors=True)
     cfg = PPOConfig(learning_rate=args.lr, critic_learning_rate=args.critic_lr, batch_size=args.batch,
@@ -283,10 +283,10 @@ def run_ppo(args, sft_dir, train_rows, eval_rows, work, variant, reward_cfg, tok
                     max_prompt_length=256, total_steps=args.steps, seed=args.seed,
                     save_every=args.eval_every if args.eval_every < args.steps else 0,
                     keep_checkpoints=0, cleanup_checkpoints=False, output_dir=str(out_dir))
-    judge_reward = process_reward_fn(keyword_judge, rcfg)
+    judge_reward = process_reward_fn(keyword_judge, reward_cfg)
     recorder = RecordingReward(judge_reward, judge_reward, tokenizer, args.max_new_tokens, tokenizer.eos_token_id, variant)
     result = train(sft_dir, [r["prompt"] for r in train_rows], recorder, cfg, rubrics=[r["criteria"] for r in train_rows],
-                   resume=False, reward_cfg=rcfg)
+                   resume=False, reward_cfg=reward_cfg)
     per_step = []
     for i, (h, rec) in enumerate(zip(result["history"], recorder.records), start=1):
         per_step.append({"step": i, "reward": h["reward/mean"], **{k: v for k, v in rec.items() if k != "violations"},
@@ -326,19 +326,20 @@ def markdown_table(results: dict) -> str:
     """One row per (variant, held-out evaluation step)."""
     lines = [
         "| variant | step | held-out outcome (1-10, malformed = 1) | outcome of well-formed | malformed share "
-        "| length (tokens) | reflections / response | redundant step share | train reward (mean of steps since last eval) "
-        "| train outcome (1-10) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| length (tokens) | reflections / response | redundant step share | train reward (steps since last eval) "
+        "| train outcome (1-10, malformed = 1) | train malformed share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     start = results["sft_eval"]
-    lines.append(_row("sft (start)", 0, start, None, None))
+    lines.append(_row("sft (start)", 0, start, None, None, None))
     for variant, res in results["variants"].items():
         prev = 0
         for ev in res["evals"]:
             window = [s for s in res["per_step"] if prev < s["step"] <= ev["step"]]
             reward = sum(s["reward"] for s in window) / len(window) if window else None
             outcome = sum(s["outcome"] for s in window) / len(window) if window else None
-            lines.append(_row(variant, ev["step"], ev, reward, outcome))
+            malformed = sum(s["format_violations"] for s in window) / len(window) if window else None
+            lines.append(_row(variant, ev["step"], ev, reward, outcome, malformed))
             prev = ev["step"]
     return "\n".join(lines)
 
@@ -349,10 +350,11 @@ def _fmt(x, digits=2) -> str:
     return f"{x:.{digits}f}"
 
 
-def _row(name, step, ev, reward, outcome) -> str:
+def _row(name, step, ev, reward, outcome, malformed) -> str:
     return (f"| {name} | {step} | {_fmt(ev['outcome'])} | {_fmt(ev['outcome_wellformed'])} | "
             f"{ev['format_violations'] * ev['n']:.0f}/{ev['n']} | {_fmt(ev['length_tokens'], 0)} | "
-            f"{_fmt(ev['reflections'])} | {_fmt(ev['redundant_frac'])} | {_fmt(reward, 3)} | {_fmt(outcome)} |")
+            f"{_fmt(ev['reflections'])} | {_fmt(ev['redundant_frac'])} | {_fmt(reward, 3)} | {_fmt(outcome)} | "
+            f"{_fmt(malformed)} |")
 
 
 def plot(results: dict, path: Path) -> None:
@@ -393,7 +395,7 @@ def run(args) -> dict:
     sft_rows = rows[: args.sft_examples]
     train_rows = rows[args.sft_examples : args.sft_examples + args.train_prompts]
     eval_rows = rows[args.sft_examples + args.train_prompts :]
-    reward_cfg = ProcessRewardConfig(process_weight=args.process_weight)
+    reward_cfg = ProcessRewardConfig()
     eval_reward = process_reward_fn(keyword_judge, reward_cfg)
 
     t = time.perf_counter()
@@ -437,7 +439,10 @@ def run(args) -> dict:
           f"RL step, lr {args.lr}; held-out {args.eval_prompts} prompts, "
           f"{'greedy' if args.eval_temperature <= 0 else f'temperature {args.eval_temperature}'}, "
           f"max_new_tokens {args.max_new_tokens}. Held-out outcome: mean keyword_judge score of the final answer over "
-          f"all held-out prompts, malformed completions (format violation or truncated) scored 1.")
+          f"all held-out prompts, malformed completions (format violation or truncated) scored 1; 'outcome of "
+          f"well-formed' leaves them out. Train reward: the variant's own training reward per rollout (normalised "
+          f"outcome in [0, 1] or -format_penalty; ppo adds lambda = {args.process_weight} x process reward). Redundant "
+          f"step share: reflection->revision steps that did not beat the best version so far.")
     print()
     print(table)
     print()
