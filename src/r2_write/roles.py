@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from r2_write.config import parse_params
 from r2_write.judge.judge import JudgeConfig, RubricJudge
-from r2_write.judge.reward import judge_score_fn  # noqa: F401 - still imported from here by the PPO/GRPO nodes and training.launch
 from r2_write.llm.client import LLMClient, get_client
 from r2_write.llm.config import LLMConfig
 

@@ -153,8 +153,9 @@ def judge_reward(llm: dict, judge: dict, generic_rubric: list[dict], kind: str =
         ``(reward_fn, judge)``: PPO's :func:`~r2_write.rewards.process.process_reward_fn` or
         GRPO's :func:`~r2_write.rewards.process.outcome_reward_fn` over :func:`r2_write.roles.judge_for`.
     """
+    from r2_write.judge.reward import judge_score_fn
     from r2_write.rewards.process import outcome_reward_fn, process_reward_fn
-    from r2_write.roles import judge_for, judge_score_fn
+    from r2_write.roles import judge_for
 
     judge_ = judge_for(llm, judge)
     score_fn = judge_score_fn(judge_, generic_rubric)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 
 from r2_write.config import parse_params
+from r2_write.judge.reward import judge_score_fn
 from r2_write.llm.budget import check_judge
 from r2_write.rewards.process import outcome_reward_fn
-from r2_write.roles import judge_for, judge_score_fn
+from r2_write.roles import judge_for
 from r2_write.tracking import NestedRunLogger, mlflow_metric_history
 from r2_write.training.grpo import GRPOParams, train_grpo
 from r2_write.training.launch import judge_reward_spec, launch_grpo, parse_launch

@@ -10,11 +10,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from r2_write.config import ConfigError, parse_params
+from r2_write.judge.reward import judge_score_fn
 from r2_write.llm.budget import check_judge
 from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.trainer import train
-from r2_write.roles import judge_for, judge_score_fn
+from r2_write.roles import judge_for
 from r2_write.tracking import NestedRunLogger, mlflow_metric_history
 from r2_write.training.checkpoints import run_dir
 from r2_write.training.launch import judge_reward_spec, launch_ppo, parse_launch
