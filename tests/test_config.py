@@ -84,27 +84,6 @@ def test_judge_params_validated(monkeypatch):
         judge_for({}, {"mode": "vote"})
 
 
-def test_build_dataclass_names_unknown_and_bad_fields():
-    from dataclasses import dataclass
-
-    from r2_write.config import build_dataclass
-
-    @dataclass
-    class Cfg:
-        lr: float = 1e-3
-
-        def __post_init__(self):
-            if self.lr <= 0:
-                raise ValueError("lr must be positive")
-
-    assert build_dataclass(Cfg, {"lr": 0.1}, "ppo").lr == 0.1
-    assert build_dataclass(Cfg, None, "ppo") == Cfg()
-    with pytest.raises(ConfigError, match=r"parameter 'ppo\.lrr': unknown field; known fields: lr"):
-        build_dataclass(Cfg, {"lrr": 1}, "ppo")
-    with pytest.raises(ConfigError, match="'ppo': lr must be positive"):
-        build_dataclass(Cfg, {"lr": -1}, "ppo")
-
-
 def test_ppo_config_errors_name_the_field_and_list_the_known_ones():
     """PPOConfig is a pydantic model like every stage config: strict types, unknown keys rejected, plain messages."""
     from r2_write.rl.ppo_config import PPOConfig

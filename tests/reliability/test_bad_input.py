@@ -1,8 +1,8 @@
 """Bad input: fuzzed parameters, fuzzed rubric-writer answers, and a broken prompts file.
 
-* Parameters: every config model is validated (``parse_params``, or ``build_dataclass`` for
-  the PPO dataclasses) on seeded mutations of a valid dict: wrong types, negative and huge
-  numbers, NaN/inf, empty and huge strings, unknown keys, non-mappings. A case passes when
+* Parameters: every config model (all pydantic) is validated by ``parse_params`` on seeded
+  mutations of a valid dict: wrong types, negative and huge numbers, NaN/inf, empty and huge
+  strings, unknown keys, non-mappings. A case passes when
   the config is built or a :class:`ConfigError` names the mutated field; any other
   exception is unhandled.
 * Rubric-writer answers: seeded mutations of a valid 5-criterion answer go through
@@ -16,7 +16,6 @@ Reproduce or widen with ``R2_FUZZ_SEED`` and ``R2_FUZZ_CASES`` (cases per model,
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import os
 import random
@@ -24,7 +23,7 @@ from collections import Counter
 
 import pytest
 
-from r2_write.config import ConfigError, build_dataclass, parse_params
+from r2_write.config import ConfigError, parse_params
 from r2_write.evaluation.retrieval import RetrieverConfig
 from r2_write.filtering import FilterConfig
 from r2_write.judge.judge import JudgeConfig
@@ -75,12 +74,6 @@ MODELS = [
 ]
 
 
-def _build(model, data, where):
-    if dataclasses.is_dataclass(model):
-        return build_dataclass(model, data, where)
-    return parse_params(model, data, where)
-
-
 def _valid(model, conf: dict, keys: tuple, where: str) -> dict:
     """A valid parameter dict of ``model``: its block in conf/base, every field filled in."""
     block = conf
@@ -89,10 +82,7 @@ def _valid(model, conf: dict, keys: tuple, where: str) -> dict:
     block = copy.deepcopy(dict(block or {}))
     if model is PPOConfig:
         block.pop("reward", None)
-    built = _build(model, block, where)
-    if dataclasses.is_dataclass(model):
-        return {f.name: getattr(built, f.name) for f in dataclasses.fields(model) if f.init}
-    return built.model_dump(mode="python")
+    return parse_params(model, block, where).model_dump(mode="python")
 
 
 def _paths(obj, prefix=()) -> list[tuple]:
@@ -169,7 +159,7 @@ def test_parameter_fuzz(project_params):
             data, touched, kind = _mutate(rng, valid)
             report["cases"] += 1
             try:
-                _build(model, data, where)
+                parse_params(model, data, where)
                 report["accepted"] += 1
             except ConfigError as exc:
                 report["rejected"] += 1
