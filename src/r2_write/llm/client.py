@@ -185,8 +185,11 @@ class LLMClient:
         if todo:
             self._check_endpoint()
         progress = Progress(len(todo), f"LLM {self.role or self.cfg.backend} {self.cfg.model} (probabilities)", logger)
-        for start in range(0, len(todo), self.cfg.batch_size):
-            part = todo[start : start + self.cfg.batch_size]
+        # a backend that batches on its own may take more per call (probs_chunk_size: the local
+        # backend, so that prompts sharing a prefix seldom straddle two calls)
+        step = getattr(self.backend, "probs_chunk_size", None) or self.cfg.batch_size
+        for start in range(0, len(todo), step):
+            part = todo[start : start + step]
             try:
                 probs = self.backend.next_token_probs([conversations[i] for i in part], candidates, assistant_prefix)
             except EndpointError as exc:
