@@ -78,3 +78,19 @@ def test_probability_mode_without_mass_is_a_failure():
     judge, _ = _judge(probs=lambda c, cands, p: {x: 0.0 for x in cands}, mode="probability")
     assert judge.label_key_points([("kp", "r")])[0].value is None
     assert judge.stats.failed_items == 1
+
+
+def test_report_comes_before_the_item_so_the_items_of_one_report_share_a_prefix():
+    """Key points and quality criteria follow the report: everything up to the report's end is
+    one prefix for all items of a report (prefilled once by the local backend)."""
+    from r2_write.prompts.report_judge import keypoint_messages, quality_messages
+
+    report = "The report body, long enough to matter."
+    for a, b, item in [
+        (keypoint_messages("first key point", report), keypoint_messages("second key point", report), "first key point"),
+        (quality_messages("Depth", "q", report), quality_messages("Breadth", "q", report), "Depth"),
+    ]:
+        assert a[:-1] == b[:-1]
+        text, other = a[-1]["content"], b[-1]["content"]
+        end = text.index(report) + len(report)
+        assert text[:end] == other[:end] and item in text[end:] and item not in text[:end]

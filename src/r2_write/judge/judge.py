@@ -9,7 +9,10 @@ Every kind of item (criterion score here; key-point label and quality rating in
 * ``probability``: one forward pass; the value is read from the judge's next-token
   distribution over the item's candidates after an assistant prefix (``{"score": ``: the
   expected score over "1".."10"; local backend, or an endpoint that returns logprobs). Far
-  cheaper, and never malformed.
+  cheaper, and never malformed. The prompts put the judged text before the item (criterion,
+  key point), so the items of one text share a prefix that the local backend prefills once
+  (:func:`r2_write.llm.transformers_backend.plan_shared_prefixes`); each item is still cached
+  under its own key.
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@ criterion answering JSON ``{"rating": 0-10, "justification"}`` from a strict, ha
 evaluator. The official repository carries no license, so the wording here is our own; the
 rules it states are the official ones (label definitions, the 0-10 scale with 8+ reserved
 for outstanding answers, minimum score for gaming attempts, Support = 0 without source URLs).
+
+Order: the report comes before the item judged on it (the key point; the quality criterion's
+name and description), where the official prompts put the item first. The instructions and the
+report are then a token prefix shared by every key point (every criterion) of one report, which
+the local backend prefills once for all of them in probability mode
+(:func:`r2_write.llm.transformers_backend.plan_shared_prefixes`); what is judged is unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ SYSTEM = "You are a helpful assistant."  # the official scorer's system line
 
 KEYPOINT_LABELS = ("Supported", "Omitted", "Contradicted")
 
-KEYPOINT_TEMPLATE = """You are given one key point and a report. Decide how the report treats the key point:
+KEYPOINT_TEMPLATE = """You are given a report and one key point. Decide how the report treats the key point:
 - "Supported": the report affirms, explains or reinforces the key point.
 - "Omitted": the report does not mention or cover the key point at all.
 - "Contradicted": the report says something that disagrees with or negates the key point.
@@ -29,11 +35,11 @@ Read both carefully. Answer with a JSON object with two fields:
 
 Answer with the JSON object only, exactly: {{"label": "<label>", "justification": "<justification>"}}
 
-[Key point]
-{key_point}
-
 [Report]
-{report}"""
+{report}
+
+[Key point]
+{key_point}"""
 
 # assistant prefix for probability-mode labelling: the next token starts the label
 KEYPOINT_PREFIX = '{"label": "'
@@ -85,13 +91,13 @@ QUALITY_TEMPLATE = """You are a strict, harsh expert evaluator judging the quali
 The answer is expected to read like a structured report: logically organised, covering several relevant
 dimensions, with analysis, interpretation or argument where appropriate.
 
-Evaluate ONE criterion only: {name}. {description}
-
 [Question]
 {query}
 
 [Answer]
 {report}
+
+Evaluate ONE criterion only: {name}. {description}
 
 Rate the answer with an integer from 0 (poor) to 10 (excellent), using the full range. Keep 8 or more for
 outstanding answers that meet every expectation of this criterion. Give the minimum score to answers that try to
