@@ -49,11 +49,15 @@ class TransformersBackend:
         self.lm, self.tok = model, tokenizer
         self._cache_arg: str | None = None  # the forward's KV-cache argument, found on first use
 
-    def _encode(self, conversations: list[Conversation], assistant_prefix: str = "") -> dict:
-        texts = [
+    def _texts(self, conversations: list[Conversation], assistant_prefix: str = "") -> list[str]:
+        """The prompts as the model reads them: chat template, generation prompt, ``assistant_prefix``."""
+        return [
             self.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) + assistant_prefix
             for c in conversations
         ]
+
+    def _encode(self, conversations: list[Conversation]) -> dict:
+        texts = self._texts(conversations)
         return self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.lm.device)
 
     @torch.no_grad()
@@ -119,11 +123,7 @@ class TransformersBackend:
         tokens = [self.tok.encode(c, add_special_tokens=False) for c in candidates]
         if any(not t for t in tokens):
             raise LLMError(f"a candidate in {candidates!r} encodes to no token")
-        texts = [
-            self.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) + assistant_prefix
-            for c in conversations
-        ]
-        ids = self.tok(texts, add_special_tokens=False)["input_ids"]
+        ids = self.tok(self._texts(conversations, assistant_prefix), add_special_tokens=False)["input_ids"]
         groups, alone = (
             plan_shared_prefixes(ids, self.min_shared_tokens) if self.share_prefixes else ([], list(range(len(ids))))
         )
