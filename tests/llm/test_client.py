@@ -144,3 +144,67 @@ def test_build_backend_unknown_backend_message():
     cfg = LLMConfig.model_construct(backend="nope", model="m")
     with pytest.raises(LLMError, match="unknown backend 'nope'"):
         build_backend(cfg)
+
+
+class StreamingBackend(FakeBackend):
+    """Reports each answer through ``on_result`` as the openai backend does; ``kill_after`` raises
+    once that many answers were reported (a kill in the middle of the call)."""
+
+    def __init__(self, kill_after: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.kill_after = kill_after
+
+    def generate(self, conversations, sampling, on_result=None):
+        gens = super().generate(conversations, sampling)
+        for j, g in enumerate(gens):
+            if self.kill_after is not None and j == self.kill_after:
+                raise RuntimeError("backend killed")
+            if on_result is not None:
+                on_result(j, g)
+        return gens
+
+
+def test_a_streaming_backend_gets_every_uncached_request_at_once_and_each_answer_is_committed_and_counted(
+    tmp_path, monkeypatch
+):
+    counted = []
+
+    class Recorder:
+        def __init__(self, total, *args, **kwargs):
+            self.total, self.done = total, 0
+            counted.append(self)
+
+        def update(self, n=1):
+            self.done += n
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr("r2_write.llm.client.Progress", Recorder)
+    path = tmp_path / "cache.sqlite"
+    make_client(FakeBackend(respond=seeded_respond), cache_path=path).generate(_convs(3), SAMPLING)
+    backend = StreamingBackend(respond=seeded_respond)
+    client = make_client(backend, cache_path=path)  # chunk_size 4: a chunked backend would get 4 calls
+    out = client.generate(_convs(13), SAMPLING)
+    assert [len(b) for b in backend.batches] == [10]  # no chunk waits for the slowest request of the one before
+    assert client.stats.calls == 10 and client.stats.cache_hits == 3 and len(client.cache) == 13
+    assert all(g.ok for g in out)
+    assert (counted[-1].done, counted[-1].total) == (13, 13)
+
+    no_cache = make_client(StreamingBackend(respond=seeded_respond))  # counted as they arrive without a cache too
+    no_cache.generate(_convs(5), SAMPLING)
+    assert (counted[-1].done, counted[-1].total) == (5, 5)
+
+
+def test_a_kill_in_the_middle_of_a_streaming_call_repeats_only_the_unanswered_requests(tmp_path):
+    path = tmp_path / "cache.sqlite"
+    killed = make_client(StreamingBackend(respond=seeded_respond, kill_after=4), cache_path=path)
+    with pytest.raises(RuntimeError, match="killed"):
+        killed.generate(_convs(10), SAMPLING)
+    killed.cache.close()
+
+    backend = StreamingBackend(respond=seeded_respond)
+    rerun = make_client(backend, cache_path=path)
+    rerun.generate(_convs(10), SAMPLING)
+    assert rerun.stats.cache_hits == 4 and rerun.stats.calls == 6
+    assert [c[-1]["content"] for b in backend.batches for c in b] == [f"prompt {i}" for i in range(4, 10)]

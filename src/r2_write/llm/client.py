@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 
@@ -69,8 +70,10 @@ class LLMClient:
     depends only on its contents. A killed run therefore resumes with exactly the chunks
     it had not finished, and produces the same outputs an uninterrupted run would.
     Backends that report each item as it completes (the openai backend's ``on_result``)
-    have every successful answer committed the moment it arrives, so a kill mid-chunk
-    repeats only the requests that were still in flight.
+    get every uncached request of the call at once instead: each successful answer is
+    committed (and counted in the progress) the moment it arrives, so a kill repeats only
+    the requests that were still in flight, and no chunk waits for the slowest request of
+    the one before it (a retried 429 held up every request behind it).
     """
 
     def __init__(
@@ -111,24 +114,27 @@ class LLMClient:
         keys = [self._key("chat", c, sampling=sampling.model_dump()) for c in conversations]
         out: list[Generation | None] = [None] * len(conversations)
         progress = Progress(len(conversations), f"LLM {self.role or self.cfg.backend} {self.cfg.model}", logger)
-        for start in range(0, len(conversations), self.chunk_size):
-            idx = list(range(start, min(start + self.chunk_size, len(conversations))))
+        size = max(len(conversations), 1) if self._streams else self.chunk_size  # see the class docstring
+        for start in range(0, len(conversations), size):
+            idx = list(range(start, min(start + size, len(conversations))))
             cached = self.cache.get_many([keys[i] for i in idx]) if self.cache is not None else {}
             self.stats.cache_hits += len(cached)
             todo = [i for i in idx if keys[i] not in cached]
             for i in idx:
                 if keys[i] in cached:
                     out[i] = Generation(**cached[keys[i]])
+            if len(todo) < len(idx):
+                progress.update(len(idx) - len(todo))
             if not todo:
-                progress.update(len(idx))
                 continue
             chunk_seed = int(cache_key(seed=sampling.seed, keys=[keys[i] for i in idx])[:8], 16)
             chunk_sampling = sampling.model_copy(update={"seed": chunk_seed}) if self.cfg.backend != "openai" else sampling
             convs = [conversations[i] for i in todo]
             self._check_endpoint()
             try:
-                if self._streams and self.cache is not None:
-                    gens = self.backend.generate(convs, chunk_sampling, on_result=self._committer([keys[i] for i in todo]))
+                if self._streams:
+                    gens = self.backend.generate(convs, chunk_sampling,
+                                                 on_result=self._on_result([keys[i] for i in todo], progress))
                 else:
                     gens = self.backend.generate(convs, chunk_sampling)
             except EndpointError as exc:  # the breaker tripped: answers that arrived are cached
@@ -139,14 +145,15 @@ class LLMClient:
                 self.stats.calls += 1
                 self.stats.prompt_tokens += g.prompt_tokens
                 self.stats.completion_tokens += g.completion_tokens
-                if g.ok:
-                    fresh[keys[i]] = asdict(g)
-                else:
+                if not g.ok:
                     self.stats.failures += 1
                     self.stats.errors[g.error] += 1
-            if self.cache is not None and not self._streams:
-                self.cache.put_many(fresh)
-            progress.update(len(idx))
+                elif self.cache is not None and not self._streams:  # a streaming backend's were committed
+                    fresh[keys[i]] = asdict(g)
+            if not self._streams:
+                if fresh:
+                    self.cache.put_many(fresh)
+                progress.update(len(todo))
         progress.close()
         done = self.stats.since(before)
         logger.info(
@@ -155,12 +162,18 @@ class LLMClient:
         )
         return out  # type: ignore[return-value]
 
-    def _committer(self, keys: list[str]):
-        """``on_result`` callback: commit the ``j``-th answer under ``keys[j]`` (failures never)."""
+    def _on_result(self, keys: list[str], progress: Progress):
+        """``on_result`` callback: commit the ``j``-th answer under ``keys[j]`` (failures never) and count it.
+
+        The backend may call it from several threads at once.
+        """
+        lock = threading.Lock()
 
         def on_result(j: int, g: Generation) -> None:
-            if g.ok:
+            if g.ok and self.cache is not None:
                 self.cache.put_many({keys[j]: asdict(g)})
+            with lock:
+                progress.update(1)
 
         return on_result
 
