@@ -317,12 +317,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="probability of a fault per request")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--faults", nargs="+", default=None, choices=FAULTS + OPT_IN_FAULTS,
+                        help="fault kinds to draw from (default: all that apply)")
+    parser.add_argument("--retry-after", type=float, default=0.0, help="Retry-After seconds on 429 and 503")
     parser.add_argument("--judge-json", action="store_true", help="answer like a JSON judge")
     parser.add_argument("--judge-marker", default=None, help='answer like a judge only when the prompt holds this text, e.g. \'"score"\'')
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with FaultServer(args.latency, args.fault_rate, args.seed, args.judge_json, judge_marker=args.judge_marker) as server:
+    faults = tuple(args.faults) if args.faults else None
+    with FaultServer(args.latency, args.fault_rate, args.seed, args.judge_json, judge_marker=args.judge_marker,
+                     faults=faults, retry_after_s=args.retry_after) as server:
         print(server.base_url, flush=True)
         try:
             stop.wait()
