@@ -83,6 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, help="Rollout and evaluation length limit (tokens).")
     p.add_argument("--lr", type=float, help="Policy learning rate (PPO and GRPO).")
     p.add_argument("--critic-lr", type=float, help="PPO value-head learning rate.")
+    p.add_argument("--critic", choices=("shared", "separate"), default="shared",
+                   help="PPO critic: a value head on the policy, or a separate copy of the backbone (veRL).")
     p.add_argument("--process-weight", type=float, default=0.5, help="Lambda of the process reward (ppo).")
     p.add_argument("--kl-coef", type=float, default=0.001, help="KL to the SFT model (PPO kl_coef, GRPO beta).")
     p.add_argument("--eval-temperature", type=float,
@@ -279,7 +281,7 @@ def run_ppo(args, sft_dir, train_rows, eval_rows, work, variant, reward_cfg, tok
     shutil.rmtree(out_dir, ignore_errors=True)
     cfg = PPOConfig(learning_rate=args.lr, critic_learning_rate=args.critic_lr, batch_size=args.batch,
                     mini_batch_size=args.batch, micro_batch_size=min(args.batch, 4), ppo_epochs=1,
-                    kl_coef=args.kl_coef, process_weight=weight, temperature=1.0, max_new_tokens=args.max_new_tokens,
+                    kl_coef=args.kl_coef, process_weight=weight, critic=args.critic, temperature=1.0, max_new_tokens=args.max_new_tokens,
                     max_prompt_length=256, total_steps=args.steps, seed=args.seed,
                     save_every=args.eval_every if args.eval_every < args.steps else 0,
                     keep_checkpoints=0, cleanup_checkpoints=False, output_dir=str(out_dir))
