@@ -59,6 +59,7 @@ benchmarks: install-test model
 	$(BIN)/python benchmarks/judge_modes.py
 	$(BIN)/python benchmarks/ppo_step.py
 	$(BIN)/python benchmarks/learning_signal.py
+	$(BIN)/python benchmarks/stage_times.py
 
 clean:
 	rm -rf data/0[2-8]_*/*/ data/0[2-8]_*/*.parquet data/cache/*.sqlite* mlflow.db mlruns

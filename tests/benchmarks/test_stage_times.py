@@ -1,0 +1,37 @@
+"""benchmarks/stage_times.py without running kedro: the project copy it runs in and its table."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.benchmarks._load import load_benchmark
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_benchmark("stage_times")
+
+
+def test_project_copy_has_conf_raw_prompts_and_the_model_link(bench, tmp_path, embedded_model_dir):
+    root = bench.make_project(tmp_path, embedded_model_dir)
+    assert (root / "pyproject.toml").is_file() and (root / "conf" / "base" / "catalog.yml").is_file()
+    assert not list((root / "conf" / "local").iterdir())  # nothing of the developer's conf/local
+    assert (root / "data" / "01_raw" / "prompts.jsonl").is_file()
+    assert (root / "data" / "06_models" / "base_model").resolve() == embedded_model_dir.resolve()
+
+
+def test_table_rows_per_stage_ratios_and_calls(bench):
+    first = {"time": {"rubrics": 10.0, "sft": 20.0, "total": 30.0}, "calls": 12, "cache_hits": 0}
+    rerun = {"time": {"rubrics": 1.0, "sft": 20.0, "total": 21.0}, "calls": 0, "cache_hits": 12}
+    rows = bench.table(first, rerun, (40.0, 30.0)).splitlines()
+    assert rows[2] == "| rubrics | 10.0 | 1.0 | 10% |" and rows[3] == "| sft | 20.0 | 20.0 | 100% |"
+    assert rows[4] == "| total | 30.0 | 21.0 | 70% |"
+    assert rows[5] == "| `kedro run` wall (process) | 40.0 | 30.0 | 75% |"
+    assert rows[6] == "| LLM calls logged as .../calls (cache hits) | 12 (0) | 0 (12) | |"
+    assert not any(r.startswith("| grpo") for r in rows)  # stages absent from both runs are left out
+
+
+def test_tiny_sizes_are_the_full_run_tests(bench):
+    from tests.test_run_full import TINY
+
+    assert bench.tiny_params() == TINY
