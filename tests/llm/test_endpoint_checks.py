@@ -127,7 +127,9 @@ def test_breaker_stops_a_batch_when_the_endpoint_dies_and_the_rerun_asks_only_th
     message = str(outcome["error"])
     assert message.startswith("llm.writer, model 'fake-model': stopped after 8 requests in a row got no answer")
     assert elapsed < 10  # not 90 requests x their retry schedule
-    assert server.completed <= answered < n  # every answer that arrived is cached
+    # every answer that arrived is cached; the server counts an answer before sending it, so up to the
+    # 4 requests in flight when it went away may be counted there and never reach the client
+    assert server.completed - 4 <= answered < n
 
     with FaultServer() as healthy:  # another port: the cache key has no URL in it
         rerun = _client(healthy.base_url, cache=cache, max_concurrency=4)

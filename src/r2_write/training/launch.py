@@ -451,6 +451,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: accelerate launch ... -m {__name__} {{{','.join(STAGES)}}} RUN_DIR", file=sys.stderr)
         return 2
     worker(argv[0], argv[1])
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():  # joins gloo's threads: without it, exit can abort
+        dist.destroy_process_group()  # ("terminate called without an active exception", SIGABRT)
     return 0
 
 
