@@ -27,27 +27,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests/: the project copy and the tiny sizes of the end-to-end tests
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 STAGES = ("rubrics", "synthesis", "filtering", "scoring", "sft", "ppo", "ppo_outcome", "grpo", "evaluation")
 
 
 def tiny_params() -> str:
-    sys.path.insert(0, str(ROOT))
     from tests.test_run_full import TINY
 
     return TINY
-
-
-def make_project(root: Path, model_dir: Path) -> Path:
-    shutil.copy(ROOT / "pyproject.toml", root)
-    shutil.copytree(ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("credentials.yml", "local"))
-    (root / "conf" / "local").mkdir()
-    (root / "src").mkdir()
-    (root / "data" / "01_raw").mkdir(parents=True)
-    shutil.copy(ROOT / "data" / "01_raw" / "prompts.jsonl", root / "data" / "01_raw")
-    (root / "data" / "06_models").mkdir()
-    (root / "data" / "06_models" / "base_model").symlink_to(model_dir.resolve(), target_is_directory=True)
-    return root
 
 
 def kedro_run(project: Path, params: str, threads: int) -> float:
@@ -110,7 +98,9 @@ def main(argv: list[str] | None = None) -> None:
                                   f"benchmarks_root={benchmarks}" if benchmarks.is_dir() else "") if p)
     tmp = Path(tempfile.mkdtemp(prefix="stage_times_"))
     try:
-        project = make_project(tmp, Path(args.model))
+        from tests.test_run import copy_project
+
+        project = copy_project(tmp, ROOT, Path(args.model))
         walls = []
         for label in ("first run", "rerun"):
             walls.append(kedro_run(project, params, args.threads))

@@ -38,18 +38,25 @@ generic_rubric:
 """
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, project_root, embedded_model_dir) -> Path:
-    root = tmp_path_factory.mktemp("project")
+def copy_project(root: Path, project_root: Path, model_dir: Path) -> Path:
+    """A runnable copy of the project in ``root``: pyproject.toml, conf/ (an empty conf/local), an empty src/
+    (the package is installed editable), the raw prompts and a link to the embedded checkpoint.
+    Also used by benchmarks/stage_times.py."""
     shutil.copy(project_root / "pyproject.toml", root)
-    shutil.copytree(project_root / "conf", root / "conf", ignore=shutil.ignore_patterns("credentials.yml"))
-    (root / "conf" / "local").mkdir(exist_ok=True)
-    (root / "conf" / "local" / "parameters_test.yml").write_text(LOCAL_PARAMETERS)
+    shutil.copytree(project_root / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
     (root / "src").mkdir()
     (root / "data" / "01_raw").mkdir(parents=True)
     shutil.copy(project_root / "data" / "01_raw" / "prompts.jsonl", root / "data" / "01_raw")
     (root / "data" / "06_models").mkdir()
-    (root / "data" / "06_models" / "base_model").symlink_to(embedded_model_dir, target_is_directory=True)
+    (root / "data" / "06_models" / "base_model").symlink_to(Path(model_dir).resolve(), target_is_directory=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, project_root, embedded_model_dir) -> Path:
+    root = copy_project(tmp_path_factory.mktemp("project"), project_root, embedded_model_dir)
+    (root / "conf" / "local" / "parameters_test.yml").write_text(LOCAL_PARAMETERS)
     return root
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/stage_times.py without running kedro: the project copy it runs in and its table."""
+"""benchmarks/stage_times.py without running kedro: the project copy it runs in (tests/test_run.py) and its table."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ def bench():
     return load_benchmark("stage_times")
 
 
-def test_project_copy_has_conf_raw_prompts_and_the_model_link(bench, tmp_path, embedded_model_dir):
-    root = bench.make_project(tmp_path, embedded_model_dir)
+def test_project_copy_has_conf_raw_prompts_and_the_model_link(tmp_path, project_root, embedded_model_dir):
+    from tests.test_run import copy_project
+
+    root = copy_project(tmp_path, project_root, embedded_model_dir)
     assert (root / "pyproject.toml").is_file() and (root / "conf" / "base" / "catalog.yml").is_file()
     assert not list((root / "conf" / "local").iterdir())  # nothing of the developer's conf/local
     assert (root / "data" / "01_raw" / "prompts.jsonl").is_file()
