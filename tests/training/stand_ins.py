@@ -6,7 +6,7 @@ import os
 import signal
 
 
-def text_reward(kill_rank0_at_call: int | None = None):
+def text_reward(kill_rank0_at_call: int | None = None, raise_rank1_at_call: int | None = None):
     """A reward factory: deterministic in the completion text, no judge.
 
     The outcome (1..10) comes from the characters; a completion whose length is a multiple of
@@ -14,7 +14,7 @@ def text_reward(kill_rank0_at_call: int | None = None):
     gets one step reward at its middle, so the processes' shares differ in judged completions
     and steps (what per-process means would get wrong). ``kill_rank0_at_call``: the main
     process SIGKILLs itself at that call (a kill in the middle of a step, after the previous
-    step's checkpoint).
+    step's checkpoint). ``raise_rank1_at_call``: the second process raises a ValueError at that call.
     """
     calls = 0
 
@@ -23,6 +23,8 @@ def text_reward(kill_rank0_at_call: int | None = None):
         calls += 1
         if calls == kill_rank0_at_call and os.environ.get("RANK", "0") == "0":
             os.kill(os.getpid(), signal.SIGKILL)
+        if calls == raise_rank1_at_call and os.environ.get("RANK", "0") == "1":
+            raise ValueError(f"stand-in reward failed at call {calls} on rank 1")
         out = []
         for text in completions:
             malformed = len(text) % 3 == 0

@@ -223,6 +223,15 @@ def test_fsdp_two_process_run_resumes_after_a_kill_and_matches_one_process(runs,
 
 
 @pytest.mark.slow
+def test_a_failing_worker_names_its_error_in_the_message(policy_dir, tmp_path):
+    """torchrun's own traceback fills the output's tail: the message keeps the worker's error line."""
+    cfg = PPOConfig(**{**PPO, "total_steps": 1}, output_dir=str(tmp_path / "ppo"))
+    failing = {**REWARD, "kwargs": {"raise_rank1_at_call": 1}}
+    with pytest.raises(RuntimeError, match="(?s)the workers' error lines:.*ValueError: stand-in reward failed at call 1"):
+        launch_ppo(two_processes(), policy_dir, PROMPTS, RUBRICS, cfg, ProcessRewardConfig(), failing)
+
+
+@pytest.mark.slow
 def test_ppo_node_trains_in_launched_processes(tmp_path, tiny_model_dir, project_params):
     """The Kedro node with ``ppo.launch``: the judge is built in each process from params:llm; model and history come back."""
     import pandas as pd

@@ -37,6 +37,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -52,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field
 logger = logging.getLogger(__name__)
 
 SPEC_FILE, RESULT_FILE = "spec.json", "result.json"
+_ERROR_LINE = re.compile(r"Error|Exception|terminate called|Traceback|\[rank \d+\] (?:ERROR|WARNING)")
 STAGES = ("ppo", "sft", "grpo")
 _WAIT_ENV = "R2_WRITE_LAUNCH_WAIT_S"  # how long a worker on another machine waits for spec.json
 FSDP_ON_CPU_ENV = "R2_WRITE_FSDP_ON_CPU"  # tests only: run accelerate's FSDP2 path on CPU processes (gloo)
@@ -237,12 +239,15 @@ def run_launched(stage: str, payload: dict, launch: LaunchParams, run_dir: Path)
                     f"--config_file {launch.config_file}" if launch.config_file else "--multi_gpu",
                     launch.num_machines, launch.num_processes, launch.main_process_ip, __name__, stage, run_dir)
     tail: deque[str] = deque(maxlen=40)
+    errors: deque[str] = deque(maxlen=20)  # torchrun's own traceback fills the tail: keep the workers' causes
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env={**os.environ, **extra_env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, bufsize=1, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     try:
         for line in proc.stdout:
             tail.append(line.rstrip("\n"))
+            if _ERROR_LINE.search(line) and "torch/distributed" not in line and "accelerate/commands" not in line:
+                errors.append(line.rstrip("\n"))
             sys.stdout.write(line)
         rc = proc.wait()
     except BaseException:
@@ -254,9 +259,8 @@ def run_launched(stage: str, payload: dict, launch: LaunchParams, run_dir: Path)
         raise
     result_file = run_dir / RESULT_FILE
     if rc != 0 or not result_file.exists():
-        shown = "\n".join(tail)
         raise RuntimeError(f"{stage}: the launched training failed (exit status {rc}; {' '.join(cmd)}); "
-                           f"last output:\n{shown}")
+                           f"the workers' error lines:\n" + "\n".join(errors) + "\nlast output:\n" + "\n".join(tail))
     result = json.loads(result_file.read_text())
     logger.info("%s: %d process(es) finished in %.0f s", stage, result.get("num_processes", 0), time.perf_counter() - start)
     digests = result.get("weights_digests")
@@ -459,4 +463,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # results are on disk and the process group is gone: skip the interpreter's teardown, where the
+    # C++ destructors of torch's threads could still abort a finished worker (SIGABRT, seen in CI)
+    os._exit(code)
