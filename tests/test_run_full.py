@@ -38,9 +38,15 @@ def _latest(path) -> pd.DataFrame:
     return pd.read_parquet(sorted(path.glob("*/*.parquet"))[-1])
 
 
-def test_full_default_run(project, project_root):  # noqa: F811
+@pytest.fixture(scope="module")
+def full_run(project, project_root):  # noqa: F811
     benchmarks = (project_root / ".." / "shared" / "benchmarks").resolve()
     kedro(project, "run", "--params", f"{TINY},benchmarks_root={benchmarks}", timeout=900)
+    return project
+
+
+def test_full_default_run(full_run):
+    project = full_run
     data = project / "data"
     for table in ("03_primary/synthesis/trajectories", "04_feature/filtering/kept", "05_model_input/scoring/sft_set",
                   "05_model_input/scoring/rl_set", "07_model_output/ppo/history"):
@@ -69,3 +75,13 @@ def test_full_default_run(project, project_root):  # noqa: F811
     for r in ppo_runs:  # 8 tokens cannot hold a trajectory: every rollout is truncated and penalised, never judged
         assert r.data.metrics["reward/format_violations"] == 1.0
         assert r.data.metrics["reward/mean"] < 0
+
+
+def test_ppo_with_a_separate_critic_on_the_embedded_model(full_run):
+    """``kedro run --pipelines ppo --params ppo.critic=separate`` from the default run's SFT model."""
+    tiny_ppo = ",".join(p for p in TINY.split(",") if p.startswith("ppo."))
+    kedro(full_run, "run", "--pipelines", "ppo", "--params", f"{tiny_ppo},ppo.critic=separate,ppo.critic_warmup_steps=0")
+    finals = sorted((full_run / "data" / "06_models" / "ppo").glob("*/*/config.json"))
+    assert len(finals) == 2  # the default run's and this one's
+    newest = finals[-1].parent
+    assert (newest / "critic").is_dir() and not (finals[0].parent / "critic").is_dir()
