@@ -48,6 +48,14 @@ def benchmarks_root(project_root) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _trained_models_in_tmp(tmp_path_factory, monkeypatch):
+    """Finished trainings that tests store (r2_write.training.reuse) go to a temporary folder, not data/."""
+    from r2_write.training import reuse
+
+    monkeypatch.setattr(reuse, "TRAINED_ROOT", str(tmp_path_factory.mktemp("trained")))
+
+
 @pytest.fixture
 def fake_backend() -> FakeBackend:
     """A fresh scripted backend (default: well-behaved answers for every role)."""

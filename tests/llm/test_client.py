@@ -208,3 +208,29 @@ def test_a_kill_in_the_middle_of_a_streaming_call_repeats_only_the_unanswered_re
     rerun.generate(_convs(10), SAMPLING)
     assert rerun.stats.cache_hits == 4 and rerun.stats.calls == 6
     assert [c[-1]["content"] for b in backend.batches for c in b] == [f"prompt {i}" for i in range(4, 10)]
+
+
+def test_a_local_checkpoint_is_cached_by_content_so_a_new_version_of_the_same_weights_hits(tmp_path):
+    """Kedro saves every run's model under a new version path: identical weights must reuse the answers."""
+    import shutil
+
+    v1 = tmp_path / "sft" / "v1"
+    v1.mkdir(parents=True)
+    (v1 / "config.json").write_text("{}")
+    (v1 / "model.safetensors").write_bytes(b"weights")
+    v2 = tmp_path / "sft" / "v2"
+    shutil.copytree(v1, v2)
+    cache = str(tmp_path / "cache.sqlite")
+    convs = [[{"role": "user", "content": "Write a haiku."}]]
+
+    def answer(model_dir):
+        backend = FakeBackend()
+        client = LLMClient(LLMConfig(backend="transformers", model=str(model_dir), cache_path=cache), backend=backend)
+        return client.generate(convs, SamplingParams(seed=1)), client.stats
+
+    first, stats1 = answer(v1)
+    second, stats2 = answer(v2)
+    assert (stats1.calls, stats2.calls, stats2.cache_hits) == (1, 0, 1) and second[0].text == first[0].text
+    (v2 / "model.safetensors").write_bytes(b"retrained")  # other weights at a known path: no stale answers
+    _, stats3 = answer(v2)
+    assert stats3.calls == 1

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+_FINGERPRINTS: dict[tuple, str] = {}
 
 def cache_key(**parts: Any) -> str:
     """Stable hash of the parts of a call (backend, model, messages, sampling, seed...).
@@ -21,6 +22,34 @@ def cache_key(**parts: Any) -> str:
     """
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def model_identity(model: str) -> str:
+    """How cache keys name a model: a local checkpoint directory by its content, anything else by its name.
+
+    Versioned checkpoints (``data/06_models/sft/<version>/sft``) hold the same weights under a
+    new path on every run, so a path would make a rerun miss every cached answer; a model
+    retrained in place must not hit the old model's answers either. The hash covers every
+    file's name and bytes (about 0.5 s for the embedded 135M model) and is memoised per
+    process on the files' paths, sizes and modification times.
+
+    >>> model_identity("gpt-4o-mini")
+    'gpt-4o-mini'
+    """
+    root = Path(model)
+    if not (root / "config.json").is_file():
+        return model
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    stamp = (str(root.resolve()), tuple((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if stamp not in _FINGERPRINTS:
+        digest = hashlib.sha256()
+        for p in files:
+            digest.update(f"{p.relative_to(root).as_posix()}\0{p.stat().st_size}\0".encode())
+            with p.open("rb") as f:
+                while block := f.read(1 << 24):
+                    digest.update(block)
+        _FINGERPRINTS[stamp] = "sha256:" + digest.hexdigest()
+    return _FINGERPRINTS[stamp]
 
 
 class ResponseCache:

@@ -10,9 +10,10 @@ import logging
 import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 
 from r2_write.llm.base import ChatBackend, Conversation, EndpointError, Generation, LLMError
-from r2_write.llm.cache import ResponseCache, cache_key
+from r2_write.llm.cache import ResponseCache, cache_key, model_identity
 from r2_write.llm.config import LLMConfig, SamplingParams
 from r2_write.progress import Progress
 
@@ -45,21 +46,26 @@ class CallStats:
         return CallStats(**counts, errors=self.errors - before.errors)
 
 
-def build_backend(cfg: LLMConfig) -> ChatBackend:
-    """Instantiate the configured backend (heavy ones are imported lazily)."""
+def backend_class(cfg: LLMConfig) -> type:
+    """The backend class ``cfg`` names (heavy ones are imported lazily)."""
     if cfg.backend == "transformers":
         from r2_write.llm.transformers_backend import TransformersBackend
 
-        return TransformersBackend(cfg)
+        return TransformersBackend
     if cfg.backend == "openai":
         from r2_write.llm.openai_backend import OpenAIBackend
 
-        return OpenAIBackend(cfg)
+        return OpenAIBackend
     if cfg.backend == "vllm":
         from r2_write.llm.vllm_backend import VLLMBackend
 
-        return VLLMBackend(cfg)
+        return VLLMBackend
     raise LLMError(f"unknown backend {cfg.backend!r}; choose one of transformers, openai, vllm")
+
+
+def build_backend(cfg: LLMConfig) -> ChatBackend:
+    """Instantiate the configured backend."""
+    return backend_class(cfg)(cfg)
 
 
 class LLMClient:
@@ -82,11 +88,22 @@ class LLMClient:
     ):
         self.cfg = cfg
         self.role = role  # the ``llm.<role>`` this client serves, named in its errors
-        self.backend = backend or build_backend(cfg)
+        self._backend = backend  # built on first use: a run answered from the cache never loads a model
+        self._backend_lock = threading.Lock()
+        self._backend_type = type(backend) if backend is not None else backend_class(cfg)
         self.cache = cache if cache is not None else (ResponseCache(cfg.cache_path) if cfg.cache_path else None)
         self.stats = CallStats()
         self.chunk_size = cfg.batch_size if cfg.backend != "openai" else max(cfg.max_concurrency * 4, 32)
-        self._streams = "on_result" in inspect.signature(self.backend.generate).parameters
+        self._streams = "on_result" in inspect.signature(self._backend_type.generate).parameters
+
+    @property
+    def backend(self) -> ChatBackend:
+        """The model backend, loaded (local) or connected (endpoint) when first needed."""
+        if self._backend is None:
+            with self._backend_lock:
+                if self._backend is None:
+                    self._backend = build_backend(self.cfg)
+        return self._backend
 
     @property
     def label(self) -> str:
@@ -103,7 +120,12 @@ class LLMClient:
                 raise EndpointError(f"{self.label}: {exc}") from None
 
     def _key(self, kind: str, conv: Conversation, **extra) -> str:
-        return cache_key(kind=kind, backend=self.cfg.backend, model=self.cfg.model, messages=conv, **extra)
+        return cache_key(kind=kind, backend=self.cfg.backend, model=self._model_id, messages=conv, **extra)
+
+    @cached_property
+    def _model_id(self) -> str:
+        """The model as cache keys name it: a local checkpoint by its content (:func:`model_identity`)."""
+        return self.cfg.model if self.cfg.backend == "openai" else model_identity(self.cfg.model)
 
     def generate(self, conversations: list[Conversation], sampling: SamplingParams) -> list[Generation]:
         """Generate one completion per conversation, from the cache where possible.
@@ -179,7 +201,7 @@ class LLMClient:
 
     @property
     def supports_token_probs(self) -> bool:
-        return hasattr(self.backend, "next_token_probs")
+        return hasattr(self._backend_type, "next_token_probs")
 
     def next_token_probs(
         self, conversations: list[Conversation], candidates: list[str], assistant_prefix: str = ""

@@ -144,6 +144,8 @@ class PPOConfig(BaseModel):
                     "the run later with more total_steps.",
     )
     output_dir: str = Field("data/06_models/ppo", description="Where checkpoint-<step>/ and final/ are written.")
+    reuse_trained: bool = Field(True, description="Kedro nodes: reuse the model of an identical finished training "
+                                "(same data, settings, models and code) instead of training again (r2_write.training.reuse).")
 
     @model_validator(mode="after")
     def _check(self) -> PPOConfig:

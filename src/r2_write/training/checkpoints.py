@@ -23,7 +23,7 @@ STATE_FILE = "trainer_state.json"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # settings that say how to checkpoint, not what to train: changing them keeps the run directory
 RESUME_SETTINGS = frozenset(
-    {"output_dir", "save_steps", "save_total_limit", "save_every", "keep_checkpoints", "cleanup_checkpoints"}
+    {"output_dir", "save_steps", "save_total_limit", "save_every", "keep_checkpoints", "cleanup_checkpoints", "reuse_trained"}
 )
 
 
@@ -36,6 +36,8 @@ class CheckpointParams(BaseModel):
     save_total_limit: int = Field(1, ge=1, description="Newest checkpoints kept on disk.")
     cleanup_checkpoints: bool = Field(True, description="Delete the resume checkpoints once training finished (the final model stays).")
     output_dir: str | None = Field(None, description="Checkpoint directory (default: one per configuration and data under data/06_models/checkpoints).")
+    reuse_trained: bool = Field(True, description="Reuse the model of an identical finished training (same data, settings, "
+                                "models and code) instead of training again (r2_write.training.reuse).")
 
 
 def hf_checkpoint_args(cfg: CheckpointParams) -> dict[str, Any]:
@@ -51,6 +53,11 @@ def hf_checkpoint_args(cfg: CheckpointParams) -> dict[str, Any]:
     return {"save_strategy": "steps", "save_steps": cfg.save_steps, "save_total_limit": cfg.save_total_limit}
 
 
+def training_settings(settings: dict) -> dict:
+    """``settings`` without the :data:`RESUME_SETTINGS` (what to train, not how to checkpoint it)."""
+    return {k: v for k, v in settings.items() if k not in RESUME_SETTINGS}
+
+
 def run_dir(name: str, settings: dict, *inputs, root: str = CHECKPOINT_ROOT) -> str:
     """``<root>/<name>-<hash>``: stable for the same training settings and inputs.
 
@@ -62,8 +69,7 @@ def run_dir(name: str, settings: dict, *inputs, root: str = CHECKPOINT_ROOT) -> 
     >>> run_dir("sft", {"lr": 1}, "data") == run_dir("sft", {"lr": 2}, "data")
     False
     """
-    training = {k: v for k, v in settings.items() if k not in RESUME_SETTINGS}
-    key = hashlib.sha1(json.dumps([training, *inputs], sort_keys=True, default=str).encode()).hexdigest()[:12]
+    key = hashlib.sha1(json.dumps([training_settings(settings), *inputs], sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{root}/{name}-{key}"
 
 

@@ -120,9 +120,10 @@ def launch_ppo(
 
 def launch_sft(launch: LaunchParams, model_dir: str, prompts: list[str], completions: list[str], cfg) -> tuple[str, list[dict]]:
     """:func:`r2_write.training.sft.train_sft` in launched processes; returns ``(final_dir, history)``."""
+    from r2_write.llm.cache import model_identity
     from r2_write.training.checkpoints import run_dir
 
-    out = cfg.output_dir or run_dir("sft", cfg.model_dump(), model_dir, prompts, completions)
+    out = cfg.output_dir or run_dir("sft", cfg.model_dump(), model_identity(model_dir), prompts, completions)
     payload = {"model_dir": str(model_dir), "prompts": list(prompts), "completions": list(completions),
                "config": cfg.model_dump() | {"output_dir": out}}
     result = run_launched("sft", payload, launch, Path(launch.run_dir or Path(out) / "launch"))
@@ -133,9 +134,10 @@ def launch_grpo(
     launch: LaunchParams, model_dir: str, prompts: list[str], rubrics: list, cfg, reward: dict
 ) -> tuple[str, list[dict], int]:
     """:func:`r2_write.training.grpo.train_grpo` in launched processes; returns ``(final_dir, logs, judge failures)``."""
+    from r2_write.llm.cache import model_identity
     from r2_write.training.checkpoints import run_dir
 
-    out = cfg.output_dir or run_dir("grpo", cfg.model_dump(), model_dir, prompts, rubrics)
+    out = cfg.output_dir or run_dir("grpo", cfg.model_dump(), model_identity(model_dir), prompts, rubrics)
     payload = {"model_dir": str(model_dir), "prompts": list(prompts), "rubrics": list(rubrics),
                "config": cfg.model_dump() | {"output_dir": out}, "reward": reward}
     result = run_launched("grpo", payload, launch, Path(launch.run_dir or Path(out) / "launch"))

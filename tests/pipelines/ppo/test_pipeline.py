@@ -68,3 +68,24 @@ def test_ppo_node_fails_when_the_reward_judge_never_scores(monkeypatch, tiny_mod
         train_ppo_policy(rl_set(project_params), SFT_SET, tiny_model_dir, {**PPO_TINY, "output_dir": str(tmp_path)},
                          llm_params, judge, project_params["generic_rubric"])
 
+
+
+def test_a_rerun_with_the_same_inputs_reuses_the_trained_policy(monkeypatch, tmp_path, tiny_model_dir, project_params, llm_params,
+                                                                 fake_llm):
+    """The second identical run does not train; a changed setting does (r2_write.training.reuse)."""
+    params = {**PPO_TINY, "output_dir": str(tmp_path / "ppo")}
+    first = train_ppo_policy(rl_set(project_params), SFT_SET, tiny_model_dir, params, llm_params, project_params["judge"],
+                             project_params["generic_rubric"])
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr("r2_write.pipelines.ppo.nodes.train", no_training)
+    again = train_ppo_policy(rl_set(project_params), SFT_SET, tiny_model_dir, params, llm_params, project_params["judge"],
+                             project_params["generic_rubric"])
+    assert again[0] == first[0] and weights_equal(again[0], first[0])
+    pd.testing.assert_frame_equal(again[1], first[1])
+    assert again[2].keys() == first[2].keys() and len(again[2]["ppo/reward/mean"]) == 2
+    with pytest.raises(AssertionError, match="trained again"):
+        train_ppo_policy(rl_set(project_params), SFT_SET, tiny_model_dir, {**params, "learning_rate": 2e-3}, llm_params,
+                         project_params["judge"], project_params["generic_rubric"])

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 from kedro.runner import SequentialRunner
 
 from r2_write.pipelines.sft import create_pipeline as sft_pipeline
+from r2_write.pipelines.sft.nodes import train_sft_model
 from tests.pipelines.conftest import memory_catalog
 from tests.pipelines.training_inputs import weights_equal
 
@@ -35,3 +37,14 @@ def test_sft_with_lora_merges_into_a_plain_checkpoint(tiny_model_dir, tmp_path):
     cfg = json.loads(open(f"{catalog.load('sft.model')}/config.json").read())
     assert cfg["model_type"] == "llama"  # merged: loads without peft
 
+
+
+def test_an_identical_rerun_reuses_the_model_and_reuse_trained_false_trains(monkeypatch, tiny_model_dir, tmp_path):
+    sft_set = pd.DataFrame({"prompt": ["Q"] * 2, "completion": ["<think>\n</think>\nA"] * 2})
+    params = {"max_steps": 1, "max_length": 64, "learning_rate": 1e-2, "output_dir": str(tmp_path)}
+    first, metrics = train_sft_model(sft_set, tiny_model_dir, params)
+    monkeypatch.setattr("r2_write.pipelines.sft.nodes.train_sft", lambda *a: (_ for _ in ()).throw(AssertionError("trained again")))
+    again, metrics_again = train_sft_model(sft_set, tiny_model_dir, params)
+    assert again == first and metrics_again == metrics
+    with pytest.raises(AssertionError, match="trained again"):
+        train_sft_model(sft_set, tiny_model_dir, {**params, "reuse_trained": False})

@@ -11,14 +11,16 @@ from matplotlib.figure import Figure
 
 from r2_write.config import ConfigError, parse_params
 from r2_write.judge.reward import judge_score_fn
+from r2_write.llm.cache import model_identity
 from r2_write.llm.budget import check_judge
 from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.trainer import train
 from r2_write.roles import judge_for
 from r2_write.tracking import NestedRunLogger, mlflow_metric_history
-from r2_write.training.checkpoints import run_dir
+from r2_write.training.checkpoints import run_dir, training_settings
 from r2_write.training.launch import judge_reward_spec, launch_ppo, parse_launch
+from r2_write.training.reuse import local_models, reuse_or_train
 
 logger = logging.getLogger(__name__)
 
@@ -97,29 +99,37 @@ def train_ppo_policy(
                           f"lambda is set by '{variant}.process_weight'")
     reward_cfg = parse_params(ProcessRewardConfig, params.pop("reward", {}), f"{variant}.reward")
     prompts = list(rl_set["prompt"])
-    cfg = parse_params(PPOConfig, {"output_dir": run_dir(variant, params, policy_model, prompts), **params}, variant)
+    cfg = parse_params(PPOConfig, {"output_dir": run_dir(variant, params, model_identity(policy_model), prompts), **params}, variant)
     if cfg.check_length_budget:
         _check_length_budget(sft_set, policy_model, cfg.max_new_tokens, variant)
-    if launch is not None:  # every launched process builds the same judge and judges its share
-        result = launch_ppo(launch, policy_model, prompts, list(rl_set["criteria"]), cfg, reward_cfg,
-                            judge_reward_spec(llm, judge, generic_rubric))
-        with NestedRunLogger(variant, params) as log:
-            for step, row in enumerate(result["history"], start=1):
-                log(row, step)
-        failed_items = result["judge_failed_items"]
-    else:
+    rubrics = list(rl_set["criteria"])
+
+    def run() -> tuple[str, dict]:
+        if launch is not None:  # every launched process builds the same judge and judges its share
+            out = launch_ppo(launch, policy_model, prompts, rubrics, cfg, reward_cfg, judge_reward_spec(llm, judge, generic_rubric))
+            return out["final_dir"], {"history": out["history"], "judge_failed_items": out["judge_failed_items"], "logged": False}
         judge_ = judge_for(llm, judge)
         reward_fn = process_reward_fn(judge_score_fn(judge_, generic_rubric), reward_cfg)
         with NestedRunLogger(variant, params) as log:
-            result = train(policy_model, prompts, reward_fn, cfg, rubrics=list(rl_set["criteria"]), log_fn=log, reward_cfg=reward_cfg)
-        failed_items = judge_.stats.failed_items
+            out = train(policy_model, prompts, reward_fn, cfg, rubrics=rubrics, log_fn=log, reward_cfg=reward_cfg)
         check_judge(judge_, "reward judgements unscored (imputed with the batch mean)")
+        return out["final_dir"], {"history": out["history"], "judge_failed_items": judge_.stats.failed_items, "logged": True}
+
+    parts = {"settings": training_settings(cfg.model_dump()), "reward": reward_cfg.model_dump(), "launch": launch,
+             "data": [prompts, rubrics], "policy": model_identity(policy_model), "llm": llm, "models": local_models(llm),
+             "judge": judge, "generic_rubric": generic_rubric}
+    final_dir, result, fresh = reuse_or_train(variant, parts, run, enabled=cfg.reuse_trained)
+    if not (fresh and result["logged"]):  # launched or reused: the steps go to MLflow now
+        with NestedRunLogger(variant, params) as log:
+            for step, row in enumerate(result["history"], start=1):
+                log(row, step)
+    failed_items = result["judge_failed_items"]
     history = pd.DataFrame(result["history"])
     history.insert(0, "variant", variant)
     curves = [{f"{variant}/{k}": v for k, v in row.items()} for row in result["history"]]
     if curves:
         curves[-1][f"{variant}/judge/failed_items"] = float(failed_items)
-    return result["final_dir"], history, mlflow_metric_history(curves)
+    return final_dir, history, mlflow_metric_history(curves)
 
 
 def _check_length_budget(sft_set: pd.DataFrame, policy_model: str, max_new_tokens: int, variant: str) -> None:
