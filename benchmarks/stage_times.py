@@ -2,14 +2,14 @@
 
 Copies the project (pyproject.toml, conf/, the raw prompts, a link to the embedded checkpoint)
 into a temporary directory, runs ``kedro run`` twice there with the same parameters, and
-reads each run's MLflow run (the project's own sqlite store in the copy): ``time/<pipeline>``
-(:class:`r2_write.hooks.StageTimingHooks`) and the model calls and cache hits that every stage
-logs (``.../calls``, ``.../cache_hits``, parent and nested runs). Prints one table: seconds per
-stage in the first run and the rerun, and the calls of each.
+reads each run's MLflow run (the project's own sqlite store in the copy): ``time/<pipeline>``,
+``calls/<pipeline>`` and ``cache_hits/<pipeline>`` (:class:`r2_write.hooks.StageTimingHooks`:
+every LLM client of the Kedro process). Prints one table: seconds and model calls per stage in
+the first run and the rerun.
 
-The rerun makes no LLM call (every prompt is in the cache), but the trainers (SFT, PPO, GRPO)
-train again: their checkpoints are outputs, not cached calls, and the evaluation then samples
-from the new checkpoints. The table shows what that costs.
+The rerun should make no model call (every prompt is in the response cache) and train nothing
+(the trainers reuse their finished trainings, :mod:`r2_write.training.reuse`); what it still
+costs is Kedro, data and MLflow bookkeeping.
 
     .venv/bin/python benchmarks/stage_times.py            # conf/base sizes: what `make run` does, twice
     .venv/bin/python benchmarks/stage_times.py --tiny     # one prompt per stage (tests/test_run_full.py sizes)
@@ -53,7 +53,7 @@ def kedro_run(project: Path, params: str, threads: int) -> float:
 
 
 def run_metrics(project: Path) -> list[dict]:
-    """Per kedro run (oldest first): ``time/*`` of the parent run, calls and cache hits summed over its runs."""
+    """Per kedro run (oldest first): ``time/*``, ``calls/*`` and ``cache_hits/*`` of the parent run."""
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
@@ -61,27 +61,27 @@ def run_metrics(project: Path) -> list[dict]:
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     out = []
     for parent in parents:
-        family = [parent] + [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-        metrics = [(k, v) for r in family for k, v in r.data.metrics.items()]
-        out.append({
-            "time": {k[len("time/"):]: v for k, v in parent.data.metrics.items() if k.startswith("time/")},
-            "calls": sum(v for k, v in metrics if k.endswith("/calls")),
-            "cache_hits": sum(v for k, v in metrics if k.endswith("/cache_hits")),
-        })
+        out.append({kind: {k[len(kind) + 1:]: v for k, v in parent.data.metrics.items() if k.startswith(f"{kind}/")}
+                    for kind in ("time", "calls", "cache_hits")})
     return out
 
 
 def table(first: dict, rerun: dict, walls: tuple[float, float]) -> str:
-    lines = ["| stage | first run (s) | rerun (s) | rerun / first |", "|---|---|---|---|"]
+    lines = ["| stage | first run (s) | rerun (s) | rerun / first | model calls, first (cache hits) | model calls, rerun (cache hits) |",
+             "|---|---|---|---|---|---|"]
+
+    def calls(run: dict, stage: str) -> str:
+        if stage == "total":
+            return f"{sum(v for k, v in run['calls'].items() if k != 'total'):.0f} ({sum(run['cache_hits'].values()):.0f})"
+        return f"{run['calls'].get(stage, 0):.0f} ({run['cache_hits'].get(stage, 0):.0f})"
+
     for stage in (*STAGES, "total"):
         a, b = first["time"].get(stage), rerun["time"].get(stage)
         if a is None and b is None:
             continue
         ratio = f"{b / a:.0%}" if a and b is not None else "-"
-        lines.append(f"| {stage} | {a or 0:.1f} | {b or 0:.1f} | {ratio} |")
-    lines.append(f"| `kedro run` wall (process) | {walls[0]:.1f} | {walls[1]:.1f} | {walls[1] / walls[0]:.0%} |")
-    lines.append(f"| LLM calls logged as .../calls (cache hits) | {first['calls']:.0f} ({first['cache_hits']:.0f}) | "
-                 f"{rerun['calls']:.0f} ({rerun['cache_hits']:.0f}) | |")
+        lines.append(f"| {stage} | {a or 0:.1f} | {b or 0:.1f} | {ratio} | {calls(first, stage)} | {calls(rerun, stage)} |")
+    lines.append(f"| `kedro run` wall (process) | {walls[0]:.1f} | {walls[1]:.1f} | {walls[1] / walls[0]:.0%} | | |")
     return "\n".join(lines)
 
 

@@ -67,6 +67,7 @@ def test_full_default_run(full_run):
     assert set(times) == {f"time/{s}" for s in (*stages, "total")}
     assert all(v > 0 for v in times.values()) and times["time/total"] == pytest.approx(
         sum(times[f"time/{s}"] for s in stages), abs=0.05)
+    assert parent.data.metrics["calls/rubrics"] > 0 and parent.data.metrics["calls/evaluation"] > 0
     nested = {r.data.tags.get("mlflow.runName") for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert {f"{stage}/{v}" for v in ("ppo", "ppo_outcome", "grpo") for stage in ("train", "eval")} | {"eval/base", "eval/sft"} == nested
     ppo_runs = [r for r in runs if r.data.tags.get("mlflow.runName") in ("train/ppo", "train/ppo_outcome")]
@@ -75,6 +76,19 @@ def test_full_default_run(full_run):
     for r in ppo_runs:  # 8 tokens cannot hold a trajectory: every rollout is truncated and penalised, never judged
         assert r.data.metrics["reward/format_violations"] == 1.0
         assert r.data.metrics["reward/mean"] < 0
+
+
+def test_a_rerun_makes_no_model_call_and_trains_nothing(full_run, project_root):
+    """The same ``kedro run`` again: every answer from the response cache, every model from its finished training."""
+    benchmarks = (project_root / ".." / "shared" / "benchmarks").resolve()
+    proc = kedro(full_run, "run", "--params", f"{TINY},benchmarks_root={benchmarks}", timeout=900)
+    out = proc.stdout + proc.stderr
+    for stage in ("sft", "ppo", "ppo_outcome", "grpo"):
+        assert f"{stage}: reusing the model trained with the same inputs" in out
+    parents = [r for r in mlflow_runs(full_run) if "mlflow.parentRunId" not in r.data.tags]
+    first, rerun = (p.data.metrics for p in parents[-2:])
+    assert rerun["calls/total"] == 0 and first["calls/total"] > 0
+    assert rerun["time/total"] < 0.25 * first["time/total"]
 
 
 def test_ppo_with_a_separate_critic_on_the_embedded_model(full_run):

@@ -97,24 +97,29 @@ class DatasetVersionHooks:
 
 
 class StageTimingHooks:
-    """Wall time of each stage (registered pipeline) of a run, as MLflow metrics ``time/<pipeline>``.
+    """Wall time and model calls of each stage (registered pipeline) of a run, as MLflow metrics.
 
     Node times are summed per registered pipeline (``rubrics``, ``synthesis``, ..., the stage
-    whose pipeline holds the node) and logged after every node to the active run, so a run that
-    fails still records the stages it finished; ``time/total`` is the sum. The end of the run
-    logs one summary line. Nothing goes to MLflow when no run is active.
+    whose pipeline holds the node) and logged after every node to the active run as
+    ``time/<pipeline>``, so a run that fails still records the stages it finished; ``time/total``
+    is the sum. Beside them, ``calls/<pipeline>`` and ``cache_hits/<pipeline>``: the model calls
+    and response-cache hits of every LLM client in the Kedro process during the stage's nodes
+    (:data:`r2_write.llm.client.PROCESS_CALLS`; calls made inside launched training processes are
+    not seen). The end of the run logs one summary line. Nothing goes to MLflow when no run is active.
     """
 
     def __init__(self) -> None:
         self._stage_of: dict[str, str] = {}
-        self._started: dict[str, float] = {}
+        self._started: dict[str, tuple[float, int, int]] = {}
         self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.cache_hits: dict[str, int] = {}
 
     @hook_impl
     def before_pipeline_run(self) -> None:
         from kedro.framework.project import pipelines
 
-        self._stage_of, self._started, self.seconds = {}, {}, {}
+        self._stage_of, self._started, self.seconds, self.calls, self.cache_hits = {}, {}, {}, {}, {}
         for name, pipeline in pipelines.items():
             if name != "__default__":
                 for node in pipeline.nodes:
@@ -122,23 +127,33 @@ class StageTimingHooks:
 
     @hook_impl
     def before_node_run(self, node: Any) -> None:
-        self._started[node.name] = time.perf_counter()
+        from r2_write.llm.client import PROCESS_CALLS
+
+        self._started[node.name] = (time.perf_counter(), PROCESS_CALLS["calls"], PROCESS_CALLS["cache_hits"])
 
     @hook_impl
     def after_node_run(self, node: Any) -> None:
         import mlflow
 
+        from r2_write.llm.client import PROCESS_CALLS
+
         started = self._started.pop(node.name, None)
         if started is None:
             return
+        t0, calls0, hits0 = started
         stage = self._stage_of.get(node.name, "other")
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+        self.calls[stage] = self.calls.get(stage, 0) + PROCESS_CALLS["calls"] - calls0
+        self.cache_hits[stage] = self.cache_hits.get(stage, 0) + PROCESS_CALLS["cache_hits"] - hits0
         if mlflow.active_run() is not None:
             mlflow.log_metrics({f"time/{stage}": round(self.seconds[stage], 3),
-                                "time/total": round(sum(self.seconds.values()), 3)})
+                                "time/total": round(sum(self.seconds.values()), 3),
+                                f"calls/{stage}": self.calls[stage], f"cache_hits/{stage}": self.cache_hits[stage],
+                                "calls/total": sum(self.calls.values())})
 
     @hook_impl
     def after_pipeline_run(self) -> None:
         if self.seconds:
-            parts = ", ".join(f"{stage} {secs:.1f} s" for stage, secs in self.seconds.items())
+            parts = ", ".join(f"{stage} {secs:.1f} s ({self.calls.get(stage, 0)} model calls)"
+                              for stage, secs in self.seconds.items())
             logger.info("time by stage (MLflow time/<pipeline>): %s; total %.1f s", parts, sum(self.seconds.values()))

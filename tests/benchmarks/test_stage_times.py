@@ -23,13 +23,14 @@ def test_project_copy_has_conf_raw_prompts_and_the_model_link(tmp_path, project_
 
 
 def test_table_rows_per_stage_ratios_and_calls(bench):
-    first = {"time": {"rubrics": 10.0, "sft": 20.0, "total": 30.0}, "calls": 12, "cache_hits": 0}
-    rerun = {"time": {"rubrics": 1.0, "sft": 20.0, "total": 21.0}, "calls": 0, "cache_hits": 12}
+    first = {"time": {"rubrics": 10.0, "sft": 20.0, "total": 30.0}, "calls": {"rubrics": 12, "sft": 0, "total": 12},
+             "cache_hits": {"rubrics": 0, "sft": 0}}
+    rerun = {"time": {"rubrics": 1.0, "sft": 2.0, "total": 3.0}, "calls": {"rubrics": 0, "sft": 0, "total": 0},
+             "cache_hits": {"rubrics": 12, "sft": 0}}
     rows = bench.table(first, rerun, (40.0, 30.0)).splitlines()
-    assert rows[2] == "| rubrics | 10.0 | 1.0 | 10% |" and rows[3] == "| sft | 20.0 | 20.0 | 100% |"
-    assert rows[4] == "| total | 30.0 | 21.0 | 70% |"
-    assert rows[5] == "| `kedro run` wall (process) | 40.0 | 30.0 | 75% |"
-    assert rows[6] == "| LLM calls logged as .../calls (cache hits) | 12 (0) | 0 (12) | |"
+    assert rows[2] == "| rubrics | 10.0 | 1.0 | 10% | 12 (0) | 0 (12) |" and rows[3] == "| sft | 20.0 | 2.0 | 10% | 0 (0) | 0 (0) |"
+    assert rows[4] == "| total | 30.0 | 3.0 | 10% | 12 (0) | 0 (12) |"
+    assert rows[5] == "| `kedro run` wall (process) | 40.0 | 30.0 | 75% | | |"
     assert not any(r.startswith("| grpo") for r in rows)  # stages absent from both runs are left out
 
 

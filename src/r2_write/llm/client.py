@@ -18,6 +18,8 @@ from r2_write.llm.config import LLMConfig, SamplingParams
 from r2_write.progress import Progress
 
 logger = logging.getLogger(__name__)
+# model calls and cache hits of every client in this process (per-stage counts: r2_write.hooks)
+PROCESS_CALLS: Counter = Counter()
 
 
 @dataclass
@@ -141,6 +143,7 @@ class LLMClient:
             idx = list(range(start, min(start + size, len(conversations))))
             cached = self.cache.get_many([keys[i] for i in idx]) if self.cache is not None else {}
             self.stats.cache_hits += len(cached)
+            PROCESS_CALLS["cache_hits"] += len(cached)
             todo = [i for i in idx if keys[i] not in cached]
             for i in idx:
                 if keys[i] in cached:
@@ -165,6 +168,7 @@ class LLMClient:
             for i, g in zip(todo, gens):
                 out[i] = g
                 self.stats.calls += 1
+                PROCESS_CALLS["calls"] += 1
                 self.stats.prompt_tokens += g.prompt_tokens
                 self.stats.completion_tokens += g.completion_tokens
                 if not g.ok:
@@ -215,6 +219,7 @@ class LLMClient:
         keys = [self._key("probs", c, candidates=candidates, prefix=assistant_prefix) for c in conversations]
         cached = self.cache.get_many(keys) if self.cache is not None else {}
         self.stats.cache_hits += len(cached)
+        PROCESS_CALLS["cache_hits"] += len(cached)
         todo = [i for i, k in enumerate(keys) if k not in cached]
         fresh = {}
         if todo:
@@ -222,7 +227,7 @@ class LLMClient:
         progress = Progress(len(todo), f"LLM {self.role or self.cfg.backend} {self.cfg.model} (probabilities)", logger)
         # a backend that batches on its own may take more per call (probs_chunk_size: the local
         # backend, so that prompts sharing a prefix seldom straddle two calls)
-        step = getattr(self.backend, "probs_chunk_size", None) or self.cfg.batch_size
+        step = (getattr(self.backend, "probs_chunk_size", None) if todo else None) or self.cfg.batch_size
         for start in range(0, len(todo), step):
             part = todo[start : start + step]
             try:
@@ -230,6 +235,7 @@ class LLMClient:
             except EndpointError as exc:
                 raise EndpointError(f"{self.label}: {exc}") from None
             self.stats.calls += len(part)
+            PROCESS_CALLS["calls"] += len(part)
             fresh.update({keys[i]: p for i, p in zip(part, probs)})
             if self.cache is not None:
                 self.cache.put_many({keys[i]: fresh[keys[i]] for i in part})
