@@ -9,7 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-_FINGERPRINTS: dict[tuple, str] = {}
+_FINGERPRINTS: dict[tuple, str] = {}  # model_identity's memo: (directory, file stamps) -> content hash
+
 
 def cache_key(**parts: Any) -> str:
     """Stable hash of the parts of a call (backend, model, messages, sampling, seed...).
@@ -39,13 +40,13 @@ def model_identity(model: str) -> str:
     root = Path(model)
     if not (root / "config.json").is_file():
         return model
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    stamp = (str(root.resolve()), tuple((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    files = {p.relative_to(root).as_posix(): p.stat() for p in sorted(root.rglob("*")) if p.is_file()}
+    stamp = (str(root.resolve()), tuple((name, st.st_size, st.st_mtime_ns) for name, st in files.items()))
     if stamp not in _FINGERPRINTS:
         digest = hashlib.sha256()
-        for p in files:
-            digest.update(f"{p.relative_to(root).as_posix()}\0{p.stat().st_size}\0".encode())
-            with p.open("rb") as f:
+        for name, st in files.items():
+            digest.update(f"{name}\0{st.st_size}\0".encode())
+            with (root / name).open("rb") as f:
                 while block := f.read(1 << 24):
                     digest.update(block)
         _FINGERPRINTS[stamp] = "sha256:" + digest.hexdigest()

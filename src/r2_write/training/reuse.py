@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from r2_write.llm.cache import model_identity
+from r2_write.training.checkpoints import training_settings
 
 TRAINED_ROOT = "data/06_models/trained"
 RESULT_FILE = "result.json"
@@ -48,10 +49,17 @@ def training_key(name: str, parts: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def local_models(llm: dict) -> dict[str, str]:
-    """``llm.<role>.model`` of every role, local checkpoints named by their content."""
-    return {role: model_identity(str(cfg["model"])) for role, cfg in (llm or {}).items()
-            if isinstance(cfg, dict) and cfg.get("model")}
+def rl_training_parts(settings: dict, launch: Any, policy_model: str, prompts: list, rubrics: list, reward_spec: dict) -> dict:
+    """The key parts of an RL training (PPO, GRPO): what to train, on which data, from which policy, judged how.
+
+    ``reward_spec`` is the reward judge as launched processes build it
+    (:func:`~r2_write.training.launch.judge_reward_spec`); every local model its ``llm`` roles name
+    enters by content.
+    """
+    llm = reward_spec["kwargs"]["llm"] or {}
+    models = {role: model_identity(str(cfg["model"])) for role, cfg in llm.items() if isinstance(cfg, dict) and cfg.get("model")}
+    return {"settings": training_settings(settings), "launch": launch, "data": [prompts, rubrics],
+            "policy": model_identity(policy_model), "reward": reward_spec, "models": models}
 
 
 def reuse_or_train(

@@ -6,15 +6,13 @@ import pandas as pd
 
 from r2_write.config import parse_params
 from r2_write.judge.reward import judge_score_fn
-from r2_write.llm.cache import model_identity
 from r2_write.llm.budget import check_judge
 from r2_write.rewards.process import outcome_reward_fn
 from r2_write.roles import judge_for
 from r2_write.tracking import NestedRunLogger, mlflow_metric_history
-from r2_write.training.checkpoints import training_settings
 from r2_write.training.grpo import GRPOParams, train_grpo
 from r2_write.training.launch import judge_reward_spec, launch_grpo, parse_launch
-from r2_write.training.reuse import local_models, reuse_or_train
+from r2_write.training.reuse import reuse_or_train, rl_training_parts
 
 # TRL log keys -> the metric names every RL variant shares
 _SHARED_NAMES = {
@@ -48,11 +46,11 @@ def train_grpo_policy(
     launch = parse_launch(params.pop("launch", None), "grpo.launch")
     cfg = parse_params(GRPOParams, params, "grpo")
     prompts, rubrics = list(rl_set["prompt"]), list(rl_set["criteria"])
+    reward_spec = judge_reward_spec(llm, judge, generic_rubric, kind="outcome")
 
     def run() -> tuple[str, dict]:
         if launch is not None:
-            final_dir, logs, _ = launch_grpo(launch, policy_model, prompts, rubrics, cfg,
-                                             judge_reward_spec(llm, judge, generic_rubric, kind="outcome"))
+            final_dir, logs, _ = launch_grpo(launch, policy_model, prompts, rubrics, cfg, reward_spec)
         else:
             judge_ = judge_for(llm, judge)
             reward = outcome_reward_fn(judge_score_fn(judge_, generic_rubric))
@@ -60,9 +58,7 @@ def train_grpo_policy(
             check_judge(judge_, "reward judgements unscored (imputed with the batch mean)")
         return final_dir, {"logs": logs}
 
-    parts = {"settings": training_settings(cfg.model_dump()), "launch": launch, "data": [prompts, rubrics],
-             "policy": model_identity(policy_model), "llm": llm, "models": local_models(llm), "judge": judge,
-             "generic_rubric": generic_rubric}
+    parts = rl_training_parts(cfg.model_dump(), launch, policy_model, prompts, rubrics, reward_spec)
     final_dir, result, _ = reuse_or_train("grpo", parts, run, enabled=cfg.reuse_trained)
     logs = result["logs"]
     rows = [{_SHARED_NAMES.get(k, f"grpo/{k}"): v for k, v in h.items() if isinstance(v, (int, float))} for h in logs]

@@ -18,9 +18,9 @@ from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.trainer import train
 from r2_write.roles import judge_for
 from r2_write.tracking import NestedRunLogger, mlflow_metric_history
-from r2_write.training.checkpoints import run_dir, training_settings
+from r2_write.training.checkpoints import run_dir
 from r2_write.training.launch import judge_reward_spec, launch_ppo, parse_launch
-from r2_write.training.reuse import local_models, reuse_or_train
+from r2_write.training.reuse import reuse_or_train, rl_training_parts
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +103,11 @@ def train_ppo_policy(
     if cfg.check_length_budget:
         _check_length_budget(sft_set, policy_model, cfg.max_new_tokens, variant)
     rubrics = list(rl_set["criteria"])
+    reward_spec = judge_reward_spec(llm, judge, generic_rubric)
 
     def run() -> tuple[str, dict]:
         if launch is not None:  # every launched process builds the same judge and judges its share
-            out = launch_ppo(launch, policy_model, prompts, rubrics, cfg, reward_cfg, judge_reward_spec(llm, judge, generic_rubric))
+            out = launch_ppo(launch, policy_model, prompts, rubrics, cfg, reward_cfg, reward_spec)
             return out["final_dir"], {"history": out["history"], "judge_failed_items": out["judge_failed_items"], "logged": False}
         judge_ = judge_for(llm, judge)
         reward_fn = process_reward_fn(judge_score_fn(judge_, generic_rubric), reward_cfg)
@@ -115,9 +116,8 @@ def train_ppo_policy(
         check_judge(judge_, "reward judgements unscored (imputed with the batch mean)")
         return out["final_dir"], {"history": out["history"], "judge_failed_items": judge_.stats.failed_items, "logged": True}
 
-    parts = {"settings": training_settings(cfg.model_dump()), "reward": reward_cfg.model_dump(), "launch": launch,
-             "data": [prompts, rubrics], "policy": model_identity(policy_model), "llm": llm, "models": local_models(llm),
-             "judge": judge, "generic_rubric": generic_rubric}
+    parts = {**rl_training_parts(cfg.model_dump(), launch, policy_model, prompts, rubrics, reward_spec),
+             "reward_cfg": reward_cfg.model_dump()}
     final_dir, result, fresh = reuse_or_train(variant, parts, run, enabled=cfg.reuse_trained)
     if not (fresh and result["logged"]):  # launched or reused: the steps go to MLflow now
         with NestedRunLogger(variant, params) as log:
