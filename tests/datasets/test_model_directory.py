@@ -82,3 +82,27 @@ class TestModelDirectoryDataset:
     def test_embedded_model_dir(self, embedded_model_dir):
         ds = ModelDirectoryDataset(filepath=str(embedded_model_dir))
         assert ds.exists() and ds.load() == str(embedded_model_dir)
+
+
+class TestLinkOrCopy:
+    """Read-only files (a stored finished training) are hard-linked; writable ones are copied."""
+
+    def test_read_only_source_is_linked_writable_is_copied(self, tmp_path, checkpoint):
+        (checkpoint / "model.safetensors").chmod(0o444)
+        ModelDirectoryDataset(filepath=str(tmp_path / "out")).save(str(checkpoint))
+        src, out = checkpoint, tmp_path / "out"
+        assert (out / "model.safetensors").stat().st_ino == (src / "model.safetensors").stat().st_ino
+        assert (out / "config.json").stat().st_ino != (src / "config.json").stat().st_ino
+        assert (out / "config.json").read_text() == (src / "config.json").read_text()
+
+    def test_a_failed_link_falls_back_to_a_copy(self, tmp_path, checkpoint, monkeypatch):
+        (checkpoint / "model.safetensors").chmod(0o444)
+
+        def no_link(src, dst):
+            raise OSError(18, "Invalid cross-device link")
+
+        monkeypatch.setattr("r2_write.datasets.model_directory.os.link", no_link)
+        ModelDirectoryDataset(filepath=str(tmp_path / "out")).save(str(checkpoint))
+        out = tmp_path / "out" / "model.safetensors"
+        assert out.read_bytes() == b"\0" * 16
+        assert out.stat().st_ino != (checkpoint / "model.safetensors").stat().st_ino

@@ -31,6 +31,7 @@ def test_an_identical_training_is_reused_and_a_changed_one_trains(tmp_path):
     again, result2, fresh2 = reuse_or_train("sft", parts, _trainer(tmp_path, calls), root=root)
     assert not fresh2 and calls == [1] and again == first and result2 == result
     assert json.loads(open(f"{again}/config.json").read()) == {"run": 1}
+    assert not os.stat(f"{again}/config.json").st_mode & 0o222  # frozen: catalog versions hard-link it
     changed = {**parts, "settings": {"lr": 2e-5}}
     _, _, fresh3 = reuse_or_train("sft", changed, _trainer(tmp_path, calls), root=root)
     assert fresh3 and calls == [1, 1]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -15,6 +17,10 @@ class ModelDirectoryDataset(AbstractVersionedDataset[str, str]):
     ``save`` takes the path of a directory a trainer wrote and copies it into the
     dataset's (versioned) location; ``load`` returns the path of that directory, which
     ``from_pretrained`` and every backend accept. Versioning keeps every trained model.
+
+    A read-only source file (a finished training kept by :mod:`r2_write.training.reuse`,
+    frozen there) is hard-linked instead of copied, so a rerun that reuses a training adds
+    a catalog version without adding its weights to the disk; writable files are copied.
 
     Example catalog entry:
 
@@ -67,7 +73,7 @@ class ModelDirectoryDataset(AbstractVersionedDataset[str, str]):
             raise DatasetError(f"{src} is not a saved model directory (no config.json)")
         tmp = dst.with_name(dst.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src, tmp)
+        shutil.copytree(src, tmp, copy_function=link_or_copy)
         tmp.rename(dst)  # atomic: no half-written checkpoint is ever visible
 
     def _exists(self) -> bool:
@@ -85,3 +91,17 @@ class ModelDirectoryDataset(AbstractVersionedDataset[str, str]):
         import json
 
         return json.loads((Path(self.load()) / "config.json").read_text())
+
+
+def link_or_copy(src: str, dst: str) -> str:
+    """Hard-link ``src`` to ``dst`` when it is read-only (nobody can change it under the link), else copy it.
+
+    Falls back to a copy where a link is impossible (another filesystem, no hard links).
+    """
+    if not os.stat(src).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        try:
+            os.link(src, dst)
+            return dst
+        except OSError:
+            pass
+    return shutil.copy2(src, dst)

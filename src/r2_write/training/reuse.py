@@ -12,7 +12,10 @@ where the key hashes everything the trained weights depend on:
   so a changed trainer or library never hands back a model the old code trained.
 
 A stored model is a copy (one more checkpoint on disk per distinct training; delete the folder
-to reclaim it). ``reuse_trained: false`` in a stage's parameters always trains (and stores nothing).
+to reclaim it), made read-only: the catalog versions of the model hard-link its files
+(:class:`~r2_write.datasets.model_directory.ModelDirectoryDataset`), so a rerun that reuses it
+adds no weights to the disk (nothing in r2_write writes into a stored or a catalog model).
+``reuse_trained: false`` in a stage's parameters always trains (and stores nothing).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import hashlib
 import json
 import logging
 import shutil
+import stat
 from collections.abc import Callable
 from functools import cache
 from importlib import metadata
@@ -91,6 +95,9 @@ def reuse_or_train(
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(model_dir, tmp / "model")
     (tmp / RESULT_FILE).write_text(json.dumps(result, default=_jsonable))
+    for path in (tmp / "model").rglob("*"):
+        if path.is_file():
+            path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     shutil.rmtree(entry, ignore_errors=True)
     tmp.rename(entry)
     return str(entry / "model"), result, True
