@@ -9,13 +9,14 @@ one round, a one-criterion rubric), so the whole module stays well under three m
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.reliability._project import kedro_env
 
 pytestmark = pytest.mark.slow
 
@@ -68,19 +69,7 @@ def kedro(project: Path, *args: str, timeout: int = 240) -> subprocess.Completed
 
 def command(project: Path, argv: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
     """Run ``argv`` in the project copy with the test environment; the caller checks the result."""
-    env = {
-        **os.environ,
-        "KEDRO_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "1",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",  # two contended threads on a small shared CPU run several times slower
-        "MKL_NUM_THREADS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "MLFLOW_TRACKING_URI": "",  # the project's conf/base/mlflow.yml decides
-        "COLUMNS": "200",
-    }
-    return subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(argv, cwd=project, env=kedro_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def mlflow_runs(project: Path) -> list:

@@ -89,6 +89,10 @@ def test_a_rerun_makes_no_model_call_and_trains_nothing(full_run, project_root):
     first, rerun = (p.data.metrics for p in parents[-2:])
     assert rerun["calls/total"] == 0 and first["calls/total"] > 0
     assert rerun["time/total"] < 0.25 * first["time/total"]
+    for stage in ("sft", "ppo", "ppo_outcome", "grpo"):  # the rerun's catalog versions add no weights to the disk
+        first_v, rerun_v = sorted((full_run / "data" / "06_models" / stage).glob(f"*/{stage}"))[-2:]
+        weights = sorted(p.relative_to(first_v) for p in first_v.rglob("*.safetensors"))
+        assert weights and all((first_v / w).stat().st_ino == (rerun_v / w).stat().st_ino for w in weights)
 
 
 def test_ppo_with_a_separate_critic_on_the_embedded_model(full_run):

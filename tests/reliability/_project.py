@@ -58,13 +58,15 @@ def copy_project(template: Path, dest: Path) -> Path:
 
 
 def kedro_env(**extra: str) -> dict[str, str]:
+    """The environment of every `kedro` subprocess of the tests: offline, no telemetry, one thread."""
     return {
         **os.environ,
         "KEDRO_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",  # two contended threads on a small shared CPU run several times slower
+        "MKL_NUM_THREADS": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "MLFLOW_TRACKING_URI": "",  # the project's conf/base/mlflow.yml decides
         "COLUMNS": "200",

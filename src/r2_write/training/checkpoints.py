@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 CHECKPOINT_ROOT = "data/06_models/checkpoints"
@@ -69,8 +70,23 @@ def run_dir(name: str, settings: dict, *inputs, root: str = CHECKPOINT_ROOT) -> 
     >>> run_dir("sft", {"lr": 1}, "data") == run_dir("sft", {"lr": 2}, "data")
     False
     """
-    key = hashlib.sha1(json.dumps([training_settings(settings), *inputs], sort_keys=True, default=str).encode()).hexdigest()[:12]
+    key = hashlib.sha1(json.dumps([training_settings(settings), *inputs], sort_keys=True, default=jsonable).encode()).hexdigest()[:12]
     return f"{root}/{name}-{key}"
+
+
+def jsonable(value: Any) -> Any:
+    """JSON for what training keys hash besides JSON types: numpy arrays (parquet list columns) in full, models by dump.
+
+    >>> jsonable(np.array([["a", "b"]] * 600)) == [["a", "b"]] * 600  # str() would elide the middle
+    True
+    """
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    return str(value)
 
 
 def prune_checkpoints(output_dir: str | Path, keep: int) -> list[Path]:

@@ -31,10 +31,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from r2_write.llm.cache import model_identity
-from r2_write.training.checkpoints import training_settings
+from r2_write.training.checkpoints import jsonable, training_settings
 
 TRAINED_ROOT = "data/06_models/trained"
 RESULT_FILE = "result.json"
@@ -49,7 +47,7 @@ def training_key(name: str, parts: dict[str, Any]) -> str:
     >>> training_key("sft", {"lr": 1}) == training_key("sft", {"lr": 2})
     False
     """
-    blob = json.dumps({"name": name, "parts": parts, "code": _code_identity()}, sort_keys=True, default=_jsonable)
+    blob = json.dumps({"name": name, "parts": parts, "code": _code_identity()}, sort_keys=True, default=jsonable)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -94,7 +92,7 @@ def reuse_or_train(
     tmp = entry.with_name(entry.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(model_dir, tmp / "model")
-    (tmp / RESULT_FILE).write_text(json.dumps(result, default=_jsonable))
+    (tmp / RESULT_FILE).write_text(json.dumps(result, default=jsonable))
     for path in (tmp / "model").rglob("*"):
         if path.is_file():
             path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
@@ -117,13 +115,3 @@ def _code_identity() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[dist] = None
     return {"r2_write": digest.hexdigest(), **versions}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if hasattr(value, "model_dump"):
-        return value.model_dump()
-    return str(value)
