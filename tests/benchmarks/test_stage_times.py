@@ -38,3 +38,12 @@ def test_tiny_sizes_are_the_full_run_tests(bench):
     from tests.test_run_full import TINY
 
     assert bench.tiny_params() == TINY
+
+
+def test_run_env_is_offline_and_sets_threads_only_when_asked(bench, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    env = bench.run_env(1)
+    assert env["OMP_NUM_THREADS"] == "1" and env["HF_HUB_OFFLINE"] == "1" and env["KEDRO_DISABLE_TELEMETRY"] == "true"
+    assert "OMP_NUM_THREADS" not in bench.run_env(0)  # torch's default
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert bench.run_env(0)["OMP_NUM_THREADS"] == "3"  # the caller's own setting stays
