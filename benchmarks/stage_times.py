@@ -38,22 +38,10 @@ def tiny_params() -> str:
     return TINY
 
 
-def run_env(threads: int) -> dict[str, str]:
-    """The tests' kedro environment (offline, no telemetry), with ``threads`` torch threads (0: torch's default)."""
+def kedro_run(project: Path, params: str, threads: int) -> float:
     from tests.reliability._project import kedro_env
 
-    env = kedro_env(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    if not threads:  # torch's default, or the caller's own setting
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            if name in os.environ:
-                env[name] = os.environ[name]
-            else:
-                del env[name]
-    return env
-
-
-def kedro_run(project: Path, params: str, threads: int) -> float:
-    env = run_env(threads)
+    env = kedro_env(threads)
     argv = [KEDRO, "run"] + (["--params", params] if params else [])
     start = time.perf_counter()
     proc = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True)

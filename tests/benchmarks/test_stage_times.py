@@ -40,10 +40,13 @@ def test_tiny_sizes_are_the_full_run_tests(bench):
     assert bench.tiny_params() == TINY
 
 
-def test_run_env_is_offline_and_sets_threads_only_when_asked(bench, monkeypatch):
+def test_kedro_env_is_offline_and_sets_threads_only_when_asked(monkeypatch):
+    """The environment of the benchmark's (and the tests') kedro runs."""
+    from tests.reliability._project import kedro_env
+
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    env = bench.run_env(1)
+    env = kedro_env(1)
     assert env["OMP_NUM_THREADS"] == "1" and env["HF_HUB_OFFLINE"] == "1" and env["KEDRO_DISABLE_TELEMETRY"] == "true"
-    assert "OMP_NUM_THREADS" not in bench.run_env(0)  # torch's default
+    assert "OMP_NUM_THREADS" not in kedro_env(0)  # torch's default
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert bench.run_env(0)["OMP_NUM_THREADS"] == "3"  # the caller's own setting stays
+    assert kedro_env(0)["OMP_NUM_THREADS"] == "3"  # the caller's own setting stays

@@ -57,16 +57,20 @@ def copy_project(template: Path, dest: Path) -> Path:
     return dest
 
 
-def kedro_env(**extra: str) -> dict[str, str]:
-    """The environment of every `kedro` subprocess of the tests: offline, no telemetry, one thread."""
+def kedro_env(threads: int = 1, **extra: str) -> dict[str, str]:
+    """The environment of every `kedro` subprocess of the tests: offline, no telemetry.
+
+    ``threads`` torch threads (one by default: two contended threads on a small shared CPU run
+    several times slower); 0 leaves the caller's own setting, or torch's default.
+    """
+    pinned = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
     return {
         **os.environ,
         "KEDRO_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",  # two contended threads on a small shared CPU run several times slower
-        "MKL_NUM_THREADS": "1",
+        **pinned,
         "TOKENIZERS_PARALLELISM": "false",
         "MLFLOW_TRACKING_URI": "",  # the project's conf/base/mlflow.yml decides
         "COLUMNS": "200",
