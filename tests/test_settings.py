@@ -54,20 +54,35 @@ def test_every_stage_accepts_the_merged_parameters_of_each_env(conf, env):
     from r2_write.training.sft import SFTParams
 
     params = _params(conf, env)
+    checked = []
     for role, cfg in params["llm"].items():
-        parse_params(LLMConfig, cfg, f"llm.{role}")
+        _assert_kept(parse_params(LLMConfig, cfg, f"llm.{role}"), cfg, f"llm.{role}")
+        checked.append(f"llm.{role}")
     for model, key in [(JudgeConfig, "judge"), (PoolParams, "prompt_pools"), (RubricsParams, "rubrics"),
                        (SynthesisParams, "synthesis"), (FilteringParams, "filtering"), (ScoringParams, "scoring"),
                        (SFTParams, "sft"), (GRPOParams, "grpo"), (EvaluationParams, "evaluation")]:
         section = dict(params[key])
         if key in ("sft", "grpo"):
             parse_launch(section.pop("launch", None), f"{key}.launch")
-        parse_params(model, section, key)
+        _assert_kept(parse_params(model, section, key), section, key)
+        checked.append(key)
     for variant, ppo in (("ppo", params["ppo"]), ("ppo_outcome", ablation_params(params["ppo"], params["ppo_outcome"]))):
         ppo = dict(ppo)
         parse_launch(ppo.pop("launch", None), f"{variant}.launch")
-        parse_params(ProcessRewardConfig, ppo.pop("reward", {}), f"{variant}.reward")
-        parse_params(PPOConfig, ppo, variant)
+        reward = ppo.pop("reward", {})
+        _assert_kept(parse_params(ProcessRewardConfig, reward, f"{variant}.reward"), reward, f"{variant}.reward")
+        _assert_kept(parse_params(PPOConfig, ppo, variant), ppo, variant)
+        checked.append(variant)
+    assert {"llm.policy", "llm.judge", "ppo", "ppo_outcome", "evaluation"} <= set(checked)
+
+
+def _assert_kept(parsed, section: dict, where: str) -> None:
+    """Every YAML key of ``section`` is a field of the parsed model, and its scalar values arrive unchanged."""
+    dumped = parsed.model_dump()
+    for key, value in section.items():
+        assert key in dumped, f"{where}.{key} is in the YAML but not in {type(parsed).__name__}"
+        if isinstance(value, (bool, int, float, str)):
+            assert dumped[key] == value, f"{where}.{key}: YAML {value!r}, parsed {dumped[key]!r}"
 
 
 @pytest.mark.parametrize("env", ["base", "paper"])

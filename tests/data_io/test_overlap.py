@@ -25,7 +25,7 @@ def test_normalized_text_hash():
 
 
 def test_check_disjoint_passes_and_fails():
-    check_disjoint({"a": ["one text", "two"], "b": ["three"], "c": {}})
+    assert check_disjoint({"a": ["one text", "two"], "b": ["three"], "c": {}}) is None
     with pytest.raises(DataOverlapError) as exc:
         check_disjoint({
             "train": pd.Series(["Write a sonnet.", "Other"], index=["p1", "p2"]),
@@ -46,4 +46,22 @@ def test_raw_prompts_are_not_benchmark_queries(benchmarks_root):
         for q in load_writingbench(benchmarks_root / "writingbench" / name)
     }
     drg = {q.id: q.query for q in load_deepresearchgym(benchmarks_root / "deepresearchgym" / "queries.jsonl")}
-    check_disjoint({"raw_prompts": prompts, "writingbench": wb, "deepresearchgym": drg})
+    assert len(prompts) == 60 and len(wb) > 0 and len(drg) == 60  # the three sets were read, not empty
+    assert check_disjoint({"raw_prompts": prompts, "writingbench": wb, "deepresearchgym": drg}) is None
+    hashes = [{normalized_text_hash(t) for t in texts} for texts in (prompts.tolist(), wb.values(), drg.values())]
+    assert not (hashes[0] & hashes[1]) and not (hashes[0] & hashes[2]) and not (hashes[1] & hashes[2])
+    # the check does see a benchmark query copied into the prompts (so passing above means something)
+    with pytest.raises(DataOverlapError, match="sets 'raw_prompts' and 'deepresearchgym' share 1 text"):
+        check_disjoint({"raw_prompts": pd.concat([prompts, pd.Series([next(iter(drg.values()))], index=["copied"])]),
+                        "writingbench": wb, "deepresearchgym": drg})
+
+
+def test_sets_that_are_not_neighbours_are_compared_too():
+    """a and c share a text, b shares nothing: every pair is checked, not only consecutive sets."""
+    sets = {"a": {"a1": "A poem about rain."}, "b": {"b1": "A letter to a bank."}, "c": {"c1": "a POEM about rain"}}
+    with pytest.raises(DataOverlapError) as exc:
+        check_disjoint(sets)
+    message = str(exc.value)
+    assert "sets 'a' and 'c' share 1 text(s)" in message and "a id 'a1', c id 'c1'" in message
+    assert "'b'" not in message
+    assert check_disjoint({"a": sets["a"], "b": sets["b"]}) is None and check_disjoint({"b": sets["b"], "c": sets["c"]}) is None

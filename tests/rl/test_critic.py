@@ -1,8 +1,9 @@
 """The critic modes of PPO: ``shared`` (value head on the policy, unchanged) and ``separate`` (veRL).
 
-Runs train() on the tiny random Llama of ``tests/conftest.py`` (``tiny_model_dir``). The
-token scores are a stand-in (outcome / 10 on the last response token), so these tests do not
-move when the process reward does.
+Runs train() on the tiny random Llama of ``tests/conftest.py`` (``tiny_model_dir``). Most
+tests use stand-in token scores (outcome / 10 on the last response token), so they do not
+move when the process reward does; the last two run the real placement
+(:func:`r2_write.rewards.process.process_reward_fn` -> :func:`r2_write.rl.ppo.token_scores`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from r2_write.rl import model, trainer
+from types import SimpleNamespace
+
+from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn
+from r2_write.rl import model, ppo, trainer
 from r2_write.rl.model import Actor, Critic, load_backbone, load_causal_lm, response_values
 from r2_write.rl.ppo import compute_gae, compute_rewards, critic_update, ppo_update
 from r2_write.rl.ppo_config import PPOConfig
@@ -199,3 +203,66 @@ def test_separate_critic_resumes_with_its_weights_and_optimizer(tiny_model_dir, 
     for part in ("", model.CRITIC_DIR):
         a, b = weights(Path(full["final_dir"]) / part), weights(Path(resumed["final_dir"]) / part)
         assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), part
+
+
+# ----------------------------------------------------------------------------- the real reward placement
+
+
+def length_judge(prompts, texts, rubrics):
+    """A deterministic judge: the text's length in characters, capped at 10."""
+    return [min(10.0, float(len(t))) for t in texts]
+
+
+def test_real_token_scores_put_each_version_reward_on_its_closing_token(tiny_model_dir):
+    """process_reward_fn -> ppo.token_scores on a well-formed completion tokenized by the policy's tokenizer."""
+    text = ("<think>\n<draft>\nab\n</draft>\n<reflection>\nlonger\n</reflection>\n"
+            "<revision>\nabcd\n</revision>\n</think>\nabcd")
+    reward_cfg = ProcessRewardConfig()
+    result = process_reward_fn(length_judge, reward_cfg)(["Write."], [text])[0]
+    assert result["format_violation"] is None and result["version_scores"] == [2.0, 4.0] and result["outcome"] == 4.0
+    offsets = AutoTokenizer.from_pretrained(tiny_model_dir)(text, return_offsets_mapping=True,
+                                                            add_special_tokens=False)["offset_mapping"]
+    padded = SimpleNamespace(logprobs=torch.zeros(1, len(offsets) + 3), token_offsets=[offsets])  # 3 padding tokens
+    scores = ppo.token_scores(padded, [result], reward_cfg, process_weight=0.5)[0]
+
+    def closing(tag: str) -> int:  # the token holding the tag's last character
+        end = text.index(tag) + len(tag)
+        return next(i for i, (a, b) in enumerate(offsets) if a < end <= b)
+
+    (draft_end, draft_r), (revision_end, revision_r) = result["rewards"]
+    assert (draft_end, revision_end) == (text.index("</draft>") + 8, text.index("</revision>") + 11)
+    expected = torch.zeros_like(scores)
+    expected[closing("</draft>")] += 0.5 * draft_r
+    expected[closing("</revision>")] += 0.5 * revision_r
+    expected[len(offsets) - 1] += (4.0 - 1) / 9  # the normalised outcome on the last response token
+    assert torch.allclose(scores, expected, atol=1e-6)
+    assert draft_r > 0 and revision_r > 0 and scores[len(offsets):].abs().sum() == 0
+    outcome_only = ppo.token_scores(padded, [result], reward_cfg, process_weight=0.0)[0]
+    assert outcome_only.nonzero().flatten().tolist() == [len(offsets) - 1]
+
+
+def test_separate_critic_trains_on_the_real_reward_placement(tiny_model_dir, tmp_path, monkeypatch):
+    """train() with the real process reward and the real ppo.token_scores (not the stand-in of the other tests)."""
+    seen = []
+
+    def recording(ro, results, reward_cfg, process_weight):
+        scores = ppo.token_scores(ro, results, reward_cfg, process_weight)
+        seen.append((ro.response_mask.clone(), results, scores.clone()))
+        return scores
+
+    monkeypatch.setattr(trainer, "token_scores", recording)
+    reward_cfg = ProcessRewardConfig()
+    out = train(tiny_model_dir, PROMPTS, process_reward_fn(length_judge, reward_cfg),
+                cfg_for(tmp_path, critic="separate"), reward_cfg=reward_cfg)
+    assert len(seen) == 2 and len(out["history"]) == 2
+    for mask, results, scores in seen:
+        for i, res in enumerate(results):
+            last = int(mask[i].sum()) - 1
+            if res["format_violation"] or res["outcome"] is None:  # the random policy writes no <think>
+                assert scores[i, last] == -reward_cfg.format_penalty
+                assert scores[i].nonzero().flatten().tolist() == [last]
+            else:
+                assert scores[i, last] >= (res["outcome"] - 1) / 9 - 1e-6
+    violations = [sum(bool(r["format_violation"]) for r in results) for _, results, _ in seen]  # a count per step
+    assert [h["reward/format_violations"] for h in out["history"]] == pytest.approx(violations)
+    assert all(h["critic/updates"] == 2.0 for h in out["history"]) and "losses/value_loss" in out["history"][0]
