@@ -144,3 +144,22 @@ def test_split_thinking(trajectory):
 def test_all_kinds_render():
     t = Trajectory([Segment(k, k.upper()) for k in SEGMENT_KINDS], answer="")
     assert parse(render(t)) == t
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["a\n<revision>\nb\n</revision>", "a <Revision>b", "a <REFLECTION>", "a < revision >", "a <revision id=1>",
+     "a </Draft >", "a <think/>", "a </think> b"],
+)
+def test_any_segment_tag_after_think_is_a_format_violation(answer):
+    from r2_write.trajectory import format_error
+
+    text = render(Trajectory([Segment("draft", "d")], answer="x")).removesuffix("x") + answer
+    assert format_error(text) == "marker tags in the answer"
+
+
+@pytest.mark.parametrize("answer", ["a <b>bold</b>", "a <planet> <drafting> <plans>", "if a < b and c > d", "<answer>a"])
+def test_other_tags_in_the_answer_are_allowed(answer):
+    from r2_write.trajectory import format_error
+
+    assert format_error(render(Trajectory([Segment("draft", "d")], answer=answer))) is None
