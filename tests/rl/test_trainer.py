@@ -112,3 +112,61 @@ def test_outcome_only_ablation_rewards_the_outcome_alone(tiny_model_dir, tmp_pat
     first = with_process["history"][0]  # same seed, same first rollout: lambda x process on top of the outcome
     assert first["reward/mean"] == pytest.approx(ablation["history"][0]["reward/mean"] + 0.5 * 0.2, abs=1e-5)
 
+
+
+def _scheduled_judge(fail: set[tuple[int, int]], max_failed_share: float):
+    """A generate-mode rubric judge whose n-th judged text (step n // 2, row n % 2) gets no valid score when listed in ``fail``."""
+    from r2_write.judge.judge import JudgeConfig, RubricJudge
+    from r2_write.judge.reward import judge_score_fn
+    from r2_write.rubrics.schema import BANDS
+    from tests.fakes import FakeBackend, make_client
+
+    seen = []
+
+    def respond(conv, sampling):
+        n = len(seen)
+        seen.append(n)
+        return "no score here" if (n // 2, n % 2) in fail else '{"score": 6, "reason": "x"}'
+
+    client = make_client(FakeBackend(respond=respond))
+    client.cfg = client.cfg.model_copy(update={"max_failed_share": max_failed_share})
+    generic = [{"name": "Quality", "criteria_description": "Good?", **{b: "x" for b in BANDS}}]
+    return judge_score_fn(RubricJudge(client, JudgeConfig(mode="generate", max_attempts=1)), generic)
+
+
+def test_unscored_texts_are_logged_per_step_and_the_failure_budget_stops_the_run_within_one_step(tiny_model_dir, tmp_path):
+    from r2_write.llm.base import FailureBudgetError
+
+    # texts per step: 2 judged; failed so far after steps 1..4: 0/2, 1/4, 3/6 (= 0.5, within), 5/8 (> 0.5: stop)
+    score_fn = _scheduled_judge({(1, 0), (2, 0), (2, 1), (3, 0), (3, 1)}, max_failed_share=0.5)
+
+    def reward_fn(prompts, completions, rubrics=None, **kwargs):
+        scores = score_fn(prompts, completions, [None] * len(completions))
+        return [{**fake_reward_fn([p], [c])[0], "outcome": s} for p, c, s in zip(prompts, completions, scores)]
+
+    logged = []
+    cfg = small_cfg(total_steps=5, save_every=0, output_dir=str(tmp_path / "ppo"))
+    with pytest.raises(FailureBudgetError) as err:
+        train(tiny_model_dir, PROMPTS, reward_fn, cfg, log_fn=lambda m, step: logged.append((step, m)),
+              judge_audit=score_fn)
+    assert [step for step, _ in logged] == [1, 2, 3]  # step 4 crossed the budget and stopped before its update
+    assert [m["reward/unscored"] for _, m in logged] == [0.0, 1.0, 2.0]
+    assert "\n" not in str(err.value) and "5 of 8" in str(err.value)
+    assert not (tmp_path / "ppo" / "final").exists()
+
+
+def test_without_a_judge_audit_no_unscored_metric_is_invented(tiny_model_dir, tmp_path):
+    out = train(tiny_model_dir, PROMPTS, fake_reward_fn, small_cfg(total_steps=1, save_every=0,
+                                                                   output_dir=str(tmp_path / "ppo")))
+    assert "reward/unscored" not in out["history"][0]
+
+
+def test_monitor_needs_its_judges_and_leaves_training_prompts(tiny_model_dir, tmp_path):
+    cfg = small_cfg(total_steps=1, save_every=0, output_dir=str(tmp_path / "ppo"), monitor={"every": 1, "prompts": 4})
+    with pytest.raises(ValueError, match="monitor"):
+        train(tiny_model_dir, PROMPTS, fake_reward_fn, cfg)
+    from r2_write.rl.monitor import MonitorJudges
+
+    judges = MonitorJudges(reward=lambda p, t, r: [5.0] * len(t), eval=lambda p, t, r: [5.0] * len(t))
+    with pytest.raises(ValueError, match="ppo.monitor.prompts=4 .* none of the 4 RL prompts"):
+        train(tiny_model_dir, PROMPTS, fake_reward_fn, cfg, monitor_judges=judges)

@@ -42,6 +42,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from r2_write.rl.monitor import MonitorParams
+
 
 class PPOConfig(BaseModel):
     """Configuration of :func:`r2_write.rl.trainer.train`; every field has a default and a description.
@@ -144,6 +146,11 @@ class PPOConfig(BaseModel):
                     "the run later with more total_steps.",
     )
     output_dir: str = Field("data/06_models/ppo", description="Where checkpoint-<step>/ and final/ are written.")
+    monitor: MonitorParams = Field(
+        default_factory=MonitorParams,
+        description="Over-optimisation monitor (r2_write.rl.monitor): every N steps the reward judge and eval_judge "
+                    "score answers to held-out RL prompts; every: 0 = off.",
+    )
     reuse_trained: bool = Field(True, description="Kedro nodes: reuse the model of an identical finished training "
                                 "(same data, settings, models and code) instead of training again (r2_write.training.reuse).")
 

@@ -38,6 +38,8 @@ from r2_write.rl.model import (
     save_model,
 )
 from r2_write.rl.ppo import compute_gae, compute_rewards, critic_update, ppo_update, sum_over_processes, token_scores
+from r2_write.judge.reward import COUNTS
+from r2_write.rl.monitor import MonitorJudges, monitor_metrics, score_answers, split_prompts
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.rollout import VLLMSampler, rollout
 from r2_write.training.checkpoints import STATE_FILE, latest_checkpoint, prune_checkpoints, remove_checkpoints
@@ -55,6 +57,8 @@ def train(
     resume: bool = True,
     reward_cfg: ProcessRewardConfig | None = None,
     weights_digest: bool = False,
+    judge_audit: Any = None,
+    monitor_judges: MonitorJudges | None = None,
 ) -> dict[str, Any]:
     """Train a policy with PPO on the R2-Write reward.
 
@@ -82,6 +86,14 @@ def train(
         reward_cfg: Score-to-reward settings for token placement (lambda is ``cfg.process_weight``).
         weights_digest: Also return ``weights_digest``, a SHA-256 of this process's final policy
             (and critic) parameters: equal on every process of a data-parallel run.
+        judge_audit: The reward's judge counters (:class:`r2_write.judge.reward.JudgeScoreFn`: ``counts()``,
+            ``check_budget(counts)``), or None. After every step's reward the counts are summed over the
+            processes, ``reward/unscored`` is logged and the judge's failure budget is checked on the run's
+            totals so far: a run that crosses it stops in that step, before the update, with one line
+            (:class:`~r2_write.llm.base.FailureBudgetError`, raised by every process alike).
+        monitor_judges: The over-optimisation monitor's judges (:mod:`r2_write.rl.monitor`); needed when
+            ``cfg.monitor.every > 0``: then ``cfg.monitor.prompts`` prompts are held out of training and,
+            every ``cfg.monitor.every`` steps, answered by the policy and scored (``monitor/*`` metrics).
 
     Returns:
         ``{"history": [metrics per step, from step 1], "final_dir": "<output_dir>/final"}``;
@@ -94,6 +106,9 @@ def train(
         raise ValueError("train() needs at least one prompt")
     if rubrics is not None and len(rubrics) != len(prompts):
         raise ValueError(f"{len(rubrics)} rubrics for {len(prompts)} prompts")
+    if cfg.monitor.enabled and monitor_judges is None:
+        raise ValueError("ppo.monitor.every > 0 needs the monitor's judges (train(..., monitor_judges=...))")
+    prompts, rubrics, held_prompts, held_rubrics = split_prompts(prompts, rubrics, cfg.monitor, "ppo.monitor")
     reward_cfg = reward_cfg or ProcessRewardConfig()
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
     n_proc, rank = accelerator.num_processes, accelerator.process_index
@@ -143,6 +158,10 @@ def train(
     # --- PPO steps (a bar on a terminal, a progress line in logs every R2_PROGRESS_LOG_S seconds)
     progress = Progress(cfg.total_steps - start_step, "PPO steps", logger,
                         bar=None if accelerator.is_main_process else False)
+    judged_so_far = dict.fromkeys(COUNTS, 0.0)  # the reward judge's counts over the processes, this run
+    last_counts = judge_audit.counts() if judge_audit is not None else None
+    if held_prompts and len(held_prompts) < n_proc:
+        raise ValueError(f"ppo.monitor.prompts={len(held_prompts)} is fewer than the {n_proc} processes")
     for step in range(start_step + 1, cfg.total_steps + 1):
         set_seed(cfg.seed + step, device_specific=True)
         rows = [i for i in step_prompt_indices(len(prompts), step, cfg) for _ in range(cfg.rollouts_per_prompt)]
@@ -157,6 +176,14 @@ def train(
             ro = rollout(unwrapped, ref_model, tokenizer, batch_prompts, cfg, sampler=sampler, critic=unwrapped_critic)
         t1 = time.perf_counter()
         results = reward_fn(batch_prompts, ro.completions, rubrics=batch_rubrics, truncated=ro.truncated.tolist())
+        judged_now = None
+        if judge_audit is not None:  # the failure budget, every step, on every process's counts
+            counts = judge_audit.counts()
+            judged_now = _summed({k: counts[k] - last_counts[k] for k in COUNTS}, sum_over_processes(accelerator),
+                                 accelerator.device)
+            last_counts = counts
+            judged_so_far = {k: judged_so_far[k] + judged_now[k] for k in COUNTS}
+            judge_audit.check_budget(judged_so_far)
         scores = token_scores(ro, results, reward_cfg, cfg.process_weight)
         t2 = time.perf_counter()
         rewards, kl = compute_rewards(scores, ro.logprobs, ro.ref_logprobs, ro.response_mask, cfg.kl_coef)
@@ -170,11 +197,23 @@ def train(
         metrics = _step_metrics(ro, results, scores, rewards, kl, returns, reward_cfg, cfg,
                                 all_reduce=sum_over_processes(accelerator))
         metrics.update(update_stats)
+        if judged_now is not None:
+            metrics["reward/unscored"] = judged_now["unscored"]
         timings = {"time/rollout": t1 - t0, "time/reward": t2 - t1, "time/update": t3 - t2}
         if critic is not None:  # the separate critic learns from the same batch (veRL's update_critic)
             metrics.update(critic_update(critic, critic_optimizer, ro, returns, cfg, accelerator))
             timings["time/critic_update"] = time.perf_counter() - t3
         metrics.update({k: _mean_over_processes(v, accelerator, accelerator.device) for k, v in timings.items()})
+        if held_prompts and cfg.monitor.due(step):  # every process answers its share of the held-out prompts
+            t4 = time.perf_counter()
+            mine = list(range(rank, len(held_prompts), n_proc))
+            with accelerator.autocast():
+                answers = rollout(unwrapped, ref_model, tokenizer, [held_prompts[i] for i in mine], cfg,
+                                  sampler=sampler, critic=unwrapped_critic).completions
+            sums = score_answers(monitor_judges, [held_prompts[i] for i in mine], answers,
+                                 [held_rubrics[i] for i in mine])
+            metrics.update(monitor_metrics(_summed(sums, sum_over_processes(accelerator), accelerator.device)))
+            metrics["time/monitor"] = _mean_over_processes(time.perf_counter() - t4, accelerator, accelerator.device)
         history.append(metrics)
         if log_fn is not None and accelerator.is_main_process:
             log_fn(metrics, step)
