@@ -73,6 +73,8 @@ def test_comparison_table_markdown_chart():
     ]
     fig = comparison_chart(table)
     assert isinstance(fig, Figure) and len(fig.axes) == 4
+    assert _bar_heights(fig.axes[0], "wb_overall") == {"base": 60.0, "sft": 71.25}  # the plotted values
+    assert _bar_heights(fig.axes[1], "kpr") == {"base": 40.0, "sft": 55.5}
     with pytest.raises(ValueError, match="duplicate"):
         comparison_table([s1, s1])
 
@@ -95,7 +97,19 @@ def test_reflection_effects_table_hand_computed():
     both = reflection_effects_table(steps, {"ppo": steps.iloc[[0, 2]]})
     assert both.iloc[-1][["source", "domain", "scored", "raised_share", "lowered_share"]].tolist() == ["ppo", "All", 2, 0.5, 0.5]
     assert (t["paper_raised_share"] == 0.55).all() and (t["paper_lowered_share"] == 0.10).all()
-    assert isinstance(reflection_effects_chart(t.reset_index()), Figure)
+    fig = reflection_effects_chart(t.reset_index())
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    raised = {c.get_label(): [p.get_height() for p in c] for c in ax.containers}["raised"]
+    assert raised == pytest.approx([1 / 2, 2 / 3, 3 / 5])  # Politics & Law, Education, All
+    assert sorted(line.get_ydata()[0] for line in ax.get_lines()) == [0.10, 0.55]  # the paper's levels
+
+
+def _bar_heights(ax, tick: str) -> dict[str, float]:
+    """Height of each variant's bar (its container's label) at the x tick labelled ``tick``."""
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    j = labels.index(tick)
+    return {c.get_label(): c.patches[j].get_height() for c in ax.containers}
 
 
 def test_markdown_marks_truncated_and_degenerate_cells():

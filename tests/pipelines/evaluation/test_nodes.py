@@ -154,6 +154,8 @@ def test_compare_variants_and_reflection_effects(steps):
     assert breakdown.empty
     assert list(table["variant"]) == ["base", "ppo"]
     assert "| ppo | 60.0 |" in md and isinstance(fig, Figure)
+    wb_panel = fig.axes[0]  # first bar of each variant: writingbench_overall
+    assert {c.get_label(): c.patches[0].get_height() for c in wb_panel.containers} == {"base": 50.0, "ppo": 60.0}
     effects, fig2 = reflection_effects(steps, steps.head(1), steps.head(0), variants=["ppo", "base"])
     assert list(effects["domain"]) == ["Finance & Business", "Education", "All", "All", "All"]
     assert list(effects["source"]) == ["synthesis"] * 3 + ["ppo", "base"]
@@ -161,6 +163,8 @@ def test_compare_variants_and_reflection_effects(steps):
     synthesis_all = effects.set_index(["source", "domain"]).loc[("synthesis", "All")]
     assert synthesis_all["raised_share"] == pytest.approx(1 / 3) and not math.isnan(synthesis_all["lowered_share"])
     assert isinstance(fig2, Figure) and math.isnan(effects["lowered_share"].iloc[-1])  # no step: no share, never 0
+    raised_bars = {c.get_label(): [p.get_height() for p in c] for c in fig2.axes[0].containers}["raised"]
+    assert raised_bars == pytest.approx(effects["raised_share"].fillna(0.0).tolist())  # one bar per row, as tabled
 
 
 def _long_report_respond(conv, sampling):

@@ -82,7 +82,10 @@ def _check_outputs(catalog, variants):
     assert table["writingbench_overall"].between(10, 100).all() and table["kpr"].between(0, 100).all()
     main_table = catalog.load("evaluation.comparison_markdown").split("\n## ")[0]
     assert main_table.count("\n| ") == len(variants) + 1  # header + rows
-    assert isinstance(catalog.load("evaluation.comparison_plot"), Figure)
+    plot = catalog.load("evaluation.comparison_plot")
+    assert isinstance(plot, Figure)
+    plotted = {c.get_label(): c.patches[0].get_height() for c in plot.axes[0].containers}  # writingbench_overall bars
+    assert plotted == pytest.approx(dict(zip(table["variant"], table["writingbench_overall"])))
     for v in variants:
         metrics = catalog.load(f"evaluation.{v}.metrics")
         assert {f"eval/{v}/writingbench_overall", f"eval/{v}/kpr", f"eval/{v}/quality_clarity"} <= metrics.keys()
