@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.optional_deps import require
+
 SERVE_READY_TIMEOUT_S = 120.0
 
 
@@ -43,8 +45,7 @@ def transformers_serve(embedded_model_dir, tmp_path_factory):
     """
     exe = Path(sys.executable).with_name("transformers")
     cli = str(exe) if exe.exists() else shutil.which("transformers")
-    if cli is None:
-        pytest.skip("the `transformers` CLI is missing: pip install 'transformers[serving]'")
+    require(cli is not None, "transformers[serving]", "the `transformers` CLI is missing: pip install 'transformers[serving]'")
     model = str(embedded_model_dir)
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
