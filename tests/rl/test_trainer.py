@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from r2_write.rl.trainer import train
-from r2_write.training.checkpoints import latest_checkpoint
+from r2_write.runs import latest_checkpoint
 from tests.rl.stand_ins import PROMPTS, fake_reward_fn, small_cfg, stepped_reward_fn
 
 torch.set_num_threads(1)

@@ -9,8 +9,9 @@ import shutil
 import numpy as np
 
 from r2_write.llm.cache import model_identity
+from r2_write import runs
 from r2_write.training import reuse
-from r2_write.training.reuse import reuse_or_train, training_key
+from r2_write.training.reuse import reuse_or_train
 
 
 def _trainer(tmp_path, calls):
@@ -55,10 +56,12 @@ def test_an_unfinished_entry_is_not_reused(tmp_path):
     assert fresh and calls == [1, 1]
 
 
-def test_changed_code_or_libraries_change_the_key(monkeypatch):
-    before = training_key("sft", {"x": 1})
-    monkeypatch.setattr(reuse, "_code_identity", lambda: {"r2_write": "edited", "torch": "9.9"})
-    assert training_key("sft", {"x": 1}) != before
+def test_changed_code_or_libraries_change_the_key(monkeypatch, tmp_path):
+    calls, root = [], tmp_path / "trained"
+    reuse_or_train("sft", {"x": 1}, _trainer(tmp_path, calls), root=root)
+    monkeypatch.setattr(runs, "_code_identity", lambda: {"r2_write": "edited", "torch": "9.9"})
+    _, _, fresh = reuse_or_train("sft", {"x": 1}, _trainer(tmp_path, calls), root=root)
+    assert fresh and calls == [1, 1]
 
 
 def test_model_identity_is_the_content_not_the_path(tmp_path):

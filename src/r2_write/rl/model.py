@@ -21,7 +21,7 @@ from torch import nn
 
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.utils import logprobs_from_logits
-from r2_write.training.checkpoints import STATE_FILE
+from r2_write.runs import STATE_FILE
 
 VALUE_HEAD_FILE, OPTIMIZER_FILE = "value_head.pt", "optimizer.pt"
 CRITIC_DIR = "critic"  # the separate critic's subdirectory of checkpoints and of final/

@@ -42,7 +42,7 @@ from r2_write.judge.reward import COUNTS
 from r2_write.rl.monitor import MonitorJudges, monitor_metrics, score_answers, split_prompts
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.rollout import VLLMSampler, rollout
-from r2_write.training.checkpoints import STATE_FILE, latest_checkpoint, prune_checkpoints, remove_checkpoints
+from r2_write.runs import STATE_FILE, latest_checkpoint, prune_checkpoints, remove_checkpoints
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field
 
 from r2_write.llm.cache import model_identity
 from r2_write.prompts.policy import policy_messages
-from r2_write.training.checkpoints import CheckpointParams, hf_checkpoint_args, latest_checkpoint, remove_checkpoints, run_dir
+from r2_write.runs import CheckpointParams, checkpoint_dir, hf_checkpoint_args, latest_checkpoint, remove_checkpoints, run_key
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def train_grpo(
 
     if not prompts:
         raise ValueError("the RL set is empty: difficulty filtering kept no prompt")
-    out = Path(cfg.output_dir or run_dir("grpo", cfg.model_dump(), model_identity(model_dir), prompts, rubrics))
+    out = Path(cfg.output_dir or checkpoint_dir("grpo", run_key("grpo", {"settings": cfg.model_dump(), "data": [prompts, rubrics],
+                                                                       "policy": model_identity(model_dir)})))
     args = GRPOConfig(
         output_dir=str(out / "trainer"),
         learning_rate=cfg.learning_rate,

@@ -33,7 +33,6 @@ On a machine without CUDA the processes use gloo on CPU: the launcher adds ``--m
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -107,8 +106,8 @@ def launch_ppo(
         cfg: The :class:`~r2_write.rl.ppo_config.PPOConfig` (its ``output_dir`` holds the checkpoints).
         reward_cfg: The :class:`~r2_write.rewards.process.ProcessRewardConfig`.
         reward: How each process builds its reward: ``{"function": "module:attr", "kwargs": {...}}``,
-            ``function(**kwargs) -> (reward_fn, judge or None)``; :func:`judge_reward_spec` gives the
-            rubric judge's.
+            ``function(**kwargs) -> (reward_fn, judge or None)``; :func:`r2_write.training.stage.reward_spec`
+            gives the rubric judge's, :func:`r2_write.training.stage.build_reward` builds it.
 
     Returns:
         ``{"history", "final_dir", "judge_failed_items", "num_processes"}``.
@@ -119,13 +118,10 @@ def launch_ppo(
 
 
 def launch_sft(launch: LaunchParams, model_dir: str, prompts: list[str], completions: list[str], cfg) -> tuple[str, list[dict]]:
-    """:func:`r2_write.training.sft.train_sft` in launched processes; returns ``(final_dir, history)``."""
-    from r2_write.llm.cache import model_identity
-    from r2_write.training.checkpoints import run_dir
-
-    out = cfg.output_dir or run_dir("sft", cfg.model_dump(), model_identity(model_dir), prompts, completions)
+    """:func:`r2_write.training.sft.train_sft` in launched processes (``cfg.output_dir`` set); returns ``(final_dir, history)``."""
+    out = _output_dir(cfg, "sft")
     payload = {"model_dir": str(model_dir), "prompts": list(prompts), "completions": list(completions),
-               "config": cfg.model_dump() | {"output_dir": out}}
+               "config": cfg.model_dump()}
     result = run_launched("sft", payload, launch, Path(launch.run_dir or Path(out) / "launch"))
     return result["final_dir"], result["history"]
 
@@ -133,41 +129,18 @@ def launch_sft(launch: LaunchParams, model_dir: str, prompts: list[str], complet
 def launch_grpo(
     launch: LaunchParams, model_dir: str, prompts: list[str], rubrics: list, cfg, reward: dict
 ) -> tuple[str, list[dict], int]:
-    """:func:`r2_write.training.grpo.train_grpo` in launched processes; returns ``(final_dir, logs, judge failures)``."""
-    from r2_write.llm.cache import model_identity
-    from r2_write.training.checkpoints import run_dir
-
-    out = cfg.output_dir or run_dir("grpo", cfg.model_dump(), model_identity(model_dir), prompts, rubrics)
+    """:func:`r2_write.training.grpo.train_grpo` in launched processes (``cfg.output_dir`` set); returns ``(final_dir, logs, judge failures)``."""
+    out = _output_dir(cfg, "grpo")
     payload = {"model_dir": str(model_dir), "prompts": list(prompts), "rubrics": list(rubrics),
-               "config": cfg.model_dump() | {"output_dir": out}, "reward": reward}
+               "config": cfg.model_dump(), "reward": reward}
     result = run_launched("grpo", payload, launch, Path(launch.run_dir or Path(out) / "launch"))
     return result["final_dir"], result["history"], result["judge_failed_items"]
 
 
-def judge_reward_spec(llm: dict, judge: dict, generic_rubric: list[dict], kind: str = "process") -> dict:
-    """The reward spec of the rubric judge (``kind``: ``process`` for PPO, ``outcome`` for GRPO)."""
-    return {"function": f"{__name__}:judge_reward",
-            "kwargs": {"llm": llm, "judge": judge, "generic_rubric": generic_rubric, "kind": kind}}
-
-
-def judge_reward(llm: dict, judge: dict, generic_rubric: list[dict], kind: str = "process", reward_cfg=None):
-    """In a launched process: the rubric judge's reward, built as the nodes build it in process.
-
-    Returns:
-        ``(reward_fn, judge)``: PPO's :func:`~r2_write.rewards.process.process_reward_fn` or
-        GRPO's :func:`~r2_write.rewards.process.outcome_reward_fn` over :func:`r2_write.roles.judge_for`.
-    """
-    from r2_write.judge.reward import judge_score_fn
-    from r2_write.rewards.process import outcome_reward_fn, process_reward_fn
-    from r2_write.roles import judge_for
-
-    judge_ = judge_for(llm, judge)
-    score_fn = judge_score_fn(judge_, generic_rubric)
-    if kind == "process":
-        return process_reward_fn(score_fn, reward_cfg), judge_
-    if kind == "outcome":
-        return outcome_reward_fn(score_fn), judge_
-    raise ValueError(f"unknown reward kind {kind!r}: 'process' or 'outcome'")
+def _output_dir(cfg, stage: str) -> str:
+    if not cfg.output_dir:  # train_stage sets it from the run identity (r2_write.runs.run_key)
+        raise ValueError(f"{stage}: launched training needs cfg.output_dir (r2_write.training.stage sets it)")
+    return cfg.output_dir
 
 
 def launch_command(stage: str, run_dir: Path, launch: LaunchParams) -> tuple[list[str], dict[str, str]]:
@@ -328,13 +301,6 @@ def _write_json(path: Path, data: Any) -> None:
 # ----------------------------------------------------------------------------- launched side
 
 
-def _build_reward(spec: dict, **extra):
-    module, _, attr = spec["function"].partition(":")
-    factory = getattr(importlib.import_module(module), attr)
-    built = factory(**{**spec.get("kwargs", {}), **extra})
-    return built if isinstance(built, tuple) else (built, None)
-
-
 def _fsdp_activation_checkpointing() -> bool:
     """Whether the accelerate config launched FSDP with its own activation checkpointing (fsdp.yaml)."""
     flag = lambda name: os.environ.get(name, "false").lower() in ("true", "1")  # noqa: E731
@@ -352,14 +318,13 @@ def _without_double_checkpointing(config: dict, stage: str) -> dict:
 
 def _run_ppo(payload: dict) -> dict:
     from r2_write.rewards.process import ProcessRewardConfig
+    from r2_write.training.stage import build_reward
     from r2_write.rl.trainer import train
     from r2_write.rl.ppo_config import PPOConfig
 
     cfg = PPOConfig(**_without_double_checkpointing(payload["config"], "ppo"))
     reward_cfg = ProcessRewardConfig(**payload["reward_config"])
-    spec = payload["reward"]
-    extra = {"reward_cfg": reward_cfg} if spec["function"] == f"{__name__}:judge_reward" else {}
-    reward_fn, judge = _build_reward(spec, **extra)
+    reward_fn, judge = build_reward(payload["reward"], reward_cfg)
     out = train(payload["policy_dir"], payload["prompts"], reward_fn, cfg, rubrics=payload["rubrics"],
                 reward_cfg=reward_cfg, weights_digest=payload["verify_replicas"])
     out["judge_failed_items"] = judge.stats.failed_items if judge is not None else 0
@@ -376,8 +341,9 @@ def _run_sft(payload: dict) -> dict:
 
 def _run_grpo(payload: dict) -> dict:
     from r2_write.training.grpo import GRPOParams, train_grpo
+    from r2_write.training.stage import build_reward
 
-    reward_fn, judge = _build_reward(payload["reward"])
+    reward_fn, judge = build_reward(payload["reward"])
     final_dir, history = train_grpo(payload["model_dir"], payload["prompts"], payload["rubrics"], reward_fn,
                                     GRPOParams(**_without_double_checkpointing(payload["config"], "grpo")))
     return {"final_dir": final_dir, "history": history,

@@ -3,13 +3,9 @@
 The response cache makes a repeated ``kedro run`` free for every model *call*; this module does
 the same for the trainers (SFT, PPO, PPO outcome-only, GRPO). A finished training is stored
 under ``data/06_models/trained/<name>-<key>/`` (``model/`` and ``result.json``, written last),
-where the key hashes everything the trained weights depend on:
-
-- the training settings (minus how to checkpoint: :data:`~r2_write.training.checkpoints.RESUME_SETTINGS`);
-- the data (prompts, completions, rubrics) and the reward's judge settings;
-- every local model by its content (:func:`~r2_write.llm.cache.model_identity`), not its versioned path;
-- the r2_write source code and the versions of torch, transformers, trl, peft and accelerate,
-  so a changed trainer or library never hands back a model the old code trained.
+where the key is the training's one identity, :func:`r2_write.runs.run_key` (settings, data,
+models by content, the reward's judge, code and library versions), the same key that names its
+resume checkpoints, so a changed trainer or library never hands back a model the old code trained.
 
 A stored model is a copy (one more checkpoint on disk per distinct training; delete the folder
 to reclaim it), made read-only: the catalog versions of the model hard-link its files
@@ -20,48 +16,18 @@ adds no weights to the disk (nothing in r2_write writes into a stored or a catal
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
 import stat
 from collections.abc import Callable
-from functools import cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from r2_write.llm.cache import model_identity
-from r2_write.training.checkpoints import jsonable, training_settings
+from r2_write.runs import TRAINED_ROOT, jsonable, run_key
 
-TRAINED_ROOT = "data/06_models/trained"
 RESULT_FILE = "result.json"
 logger = logging.getLogger(__name__)
-
-
-def training_key(name: str, parts: dict[str, Any]) -> str:
-    """The hash of one training's inputs (``parts``), the code and the libraries.
-
-    >>> training_key("sft", {"lr": 1}) == training_key("sft", {"lr": 1})
-    True
-    >>> training_key("sft", {"lr": 1}) == training_key("sft", {"lr": 2})
-    False
-    """
-    blob = json.dumps({"name": name, "parts": parts, "code": _code_identity()}, sort_keys=True, default=jsonable)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-def rl_training_parts(settings: dict, launch: Any, policy_model: str, prompts: list, rubrics: list, reward_spec: dict) -> dict:
-    """The key parts of an RL training (PPO, GRPO): what to train, on which data, from which policy, judged how.
-
-    ``reward_spec`` is the reward judge as launched processes build it
-    (:func:`~r2_write.training.launch.judge_reward_spec`); every local model its ``llm`` roles name
-    enters by content.
-    """
-    llm = reward_spec["kwargs"]["llm"] or {}
-    models = {role: model_identity(str(cfg["model"])) for role, cfg in llm.items() if isinstance(cfg, dict) and cfg.get("model")}
-    return {"settings": training_settings(settings), "launch": launch, "data": [prompts, rubrics],
-            "policy": model_identity(policy_model), "reward": reward_spec, "models": models}
 
 
 def reuse_or_train(
@@ -83,7 +49,7 @@ def reuse_or_train(
     """
     if not enabled:
         return (*train(), True)
-    entry = Path(root or TRAINED_ROOT) / f"{name}-{training_key(name, parts)}"
+    entry = Path(root or TRAINED_ROOT) / f"{name}-{run_key(name, parts)}"
     if (entry / RESULT_FILE).is_file() and (entry / "model" / "config.json").is_file():
         logger.info("%s: reusing the model trained with the same inputs, settings and code (%s); "
                     "set %s.reuse_trained: false to train again", name, entry, name)
@@ -99,19 +65,3 @@ def reuse_or_train(
     shutil.rmtree(entry, ignore_errors=True)
     tmp.rename(entry)
     return str(entry / "model"), result, True
-
-
-@cache
-def _code_identity() -> dict[str, str]:
-    import r2_write
-
-    digest = hashlib.sha256()
-    for path in sorted(Path(r2_write.__file__).parent.rglob("*.py")):
-        digest.update(path.read_bytes())
-    versions = {}
-    for dist in ("torch", "transformers", "trl", "peft", "accelerate"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {"r2_write": digest.hexdigest(), **versions}

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from r2_write.llm.cache import model_identity
 from r2_write.prompts.policy import policy_messages
-from r2_write.training.checkpoints import CheckpointParams, hf_checkpoint_args, latest_checkpoint, remove_checkpoints, run_dir
+from r2_write.runs import CheckpointParams, checkpoint_dir, hf_checkpoint_args, latest_checkpoint, remove_checkpoints, run_key
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,8 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
 
     if not prompts:
         raise ValueError("the SFT set is empty: no trajectory passed scoring; lower scoring.min_final_score or synthesize more prompts")
-    out = Path(cfg.output_dir or run_dir("sft", cfg.model_dump(), model_identity(model_dir), prompts, completions))
+    out = Path(cfg.output_dir or checkpoint_dir("sft", run_key("sft", {"settings": cfg.model_dump(), "data": [prompts, completions],
+                                                                     "base": model_identity(model_dir)})))
     args = SFTConfig(
         output_dir=str(out / "trainer"),
         learning_rate=cfg.learning_rate,

@@ -5,14 +5,11 @@ from __future__ import annotations
 import pandas as pd
 
 from r2_write.config import parse_params
-from r2_write.judge.reward import judge_score_fn
 from r2_write.llm.budget import check_judge
-from r2_write.rewards.process import outcome_reward_fn
-from r2_write.roles import judge_for
-from r2_write.tracking import NestedRunLogger, mlflow_metric_history
+from r2_write.tracking import mlflow_metric_history
 from r2_write.training.grpo import GRPOParams, train_grpo
-from r2_write.training.launch import judge_reward_spec, launch_grpo, parse_launch
-from r2_write.training.reuse import reuse_or_train, rl_training_parts
+from r2_write.training.launch import launch_grpo, parse_launch
+from r2_write.training.stage import Stage, build_reward, reward_spec, rl_parts, train_stage
 
 # TRL log keys -> the metric names every RL variant shares
 _SHARED_NAMES = {
@@ -46,24 +43,26 @@ def train_grpo_policy(
     launch = parse_launch(params.pop("launch", None), "grpo.launch")
     cfg = parse_params(GRPOParams, params, "grpo")
     prompts, rubrics = list(rl_set["prompt"]), list(rl_set["criteria"])
-    reward_spec = judge_reward_spec(llm, judge, generic_rubric, kind="outcome")
+    spec = reward_spec(llm, judge, generic_rubric, kind="outcome")
 
-    def run() -> tuple[str, dict]:
-        if launch is not None:
-            final_dir, logs, _ = launch_grpo(launch, policy_model, prompts, rubrics, cfg, reward_spec)
-        else:
-            judge_ = judge_for(llm, judge)
-            reward = outcome_reward_fn(judge_score_fn(judge_, generic_rubric))
-            final_dir, logs = train_grpo(policy_model, prompts, rubrics, reward, cfg)
-            check_judge(judge_, "reward judgements unscored (imputed with the batch mean)")
+    def in_process(output_dir: str, _log) -> tuple[str, dict]:
+        reward, judge_ = build_reward(spec)
+        final_dir, logs = train_grpo(policy_model, prompts, rubrics, reward, cfg.model_copy(update={"output_dir": output_dir}))
+        check_judge(judge_, "reward judgements unscored (imputed with the batch mean)")
         return final_dir, {"logs": logs}
 
-    parts = rl_training_parts(cfg.model_dump(), launch, policy_model, prompts, rubrics, reward_spec)
-    final_dir, result, _ = reuse_or_train("grpo", parts, run, enabled=cfg.reuse_trained)
-    logs = result["logs"]
-    rows = [{_SHARED_NAMES.get(k, f"grpo/{k}"): v for k, v in h.items() if isinstance(v, (int, float))} for h in logs]
-    with NestedRunLogger("grpo", cfg.model_dump()) as log:
-        for step, row in enumerate(rows, start=1):
-            log(row, step)
-    history = pd.DataFrame(rows).assign(variant="grpo")
-    return final_dir, history, mlflow_metric_history([{f"grpo/{k}": v for k, v in r.items()} for r in rows])
+    def launched(launch_, output_dir: str) -> tuple[str, dict]:
+        final_dir, logs, _ = launch_grpo(launch_, policy_model, prompts, rubrics,
+                                         cfg.model_copy(update={"output_dir": output_dir}), spec)
+        return final_dir, {"logs": logs}
+
+    def rows(result: dict) -> list[dict]:
+        return [{_SHARED_NAMES.get(k, f"grpo/{k}"): v for k, v in h.items() if isinstance(v, (int, float))}
+                for h in result["logs"]]
+
+    parts = rl_parts(cfg.model_dump(), launch, policy_model, prompts, rubrics, spec)
+    run = train_stage(Stage("grpo", parts, in_process, launched, launch, cfg.output_dir, cfg.reuse_trained,
+                            log_params=cfg.model_dump(), rows=rows))
+    history = rows(run.result)
+    return run.model_dir, pd.DataFrame(history).assign(variant="grpo"), mlflow_metric_history(
+        [{f"grpo/{k}": v for k, v in r.items()} for r in history])

@@ -10,17 +10,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from r2_write.config import ConfigError, parse_params
-from r2_write.judge.reward import judge_score_fn
-from r2_write.llm.cache import model_identity
 from r2_write.llm.budget import check_judge
-from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn
+from r2_write.rewards.process import ProcessRewardConfig
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.trainer import train
-from r2_write.roles import judge_for
-from r2_write.tracking import NestedRunLogger, mlflow_metric_history
-from r2_write.training.checkpoints import run_dir
-from r2_write.training.launch import judge_reward_spec, launch_ppo, parse_launch
-from r2_write.training.reuse import reuse_or_train, rl_training_parts
+from r2_write.tracking import mlflow_metric_history
+from r2_write.training.launch import launch_ppo, parse_launch
+from r2_write.training.stage import Stage, build_reward, reward_spec, rl_parts, train_stage
 
 logger = logging.getLogger(__name__)
 
@@ -98,38 +94,33 @@ def train_ppo_policy(
         raise ConfigError(f"invalid parameters:\n  parameter '{variant}.reward.process_weight': unknown field; "
                           f"lambda is set by '{variant}.process_weight'")
     reward_cfg = parse_params(ProcessRewardConfig, params.pop("reward", {}), f"{variant}.reward")
-    prompts = list(rl_set["prompt"])
-    cfg = parse_params(PPOConfig, {"output_dir": run_dir(variant, params, model_identity(policy_model), prompts), **params}, variant)
+    cfg = parse_params(PPOConfig, params, variant)
     if cfg.check_length_budget:
         _check_length_budget(sft_set, policy_model, cfg.max_new_tokens, variant)
-    rubrics = list(rl_set["criteria"])
-    reward_spec = judge_reward_spec(llm, judge, generic_rubric)
+    prompts, rubrics = list(rl_set["prompt"]), list(rl_set["criteria"])
+    spec = reward_spec(llm, judge, generic_rubric)
 
-    def run() -> tuple[str, dict]:
-        if launch is not None:  # every launched process builds the same judge and judges its share
-            out = launch_ppo(launch, policy_model, prompts, rubrics, cfg, reward_cfg, reward_spec)
-            return out["final_dir"], {"history": out["history"], "judge_failed_items": out["judge_failed_items"], "logged": False}
-        judge_ = judge_for(llm, judge)
-        reward_fn = process_reward_fn(judge_score_fn(judge_, generic_rubric), reward_cfg)
-        with NestedRunLogger(variant, params) as log:
-            out = train(policy_model, prompts, reward_fn, cfg, rubrics=rubrics, log_fn=log, reward_cfg=reward_cfg)
+    def in_process(output_dir: str, log) -> tuple[str, dict]:
+        reward_fn, judge_ = build_reward(spec, reward_cfg)
+        out = train(policy_model, prompts, reward_fn, cfg.model_copy(update={"output_dir": output_dir}), rubrics=rubrics,
+                    log_fn=log, reward_cfg=reward_cfg)
         check_judge(judge_, "reward judgements unscored (imputed with the batch mean)")
-        return out["final_dir"], {"history": out["history"], "judge_failed_items": judge_.stats.failed_items, "logged": True}
+        return out["final_dir"], {"history": out["history"], "judge_failed_items": judge_.stats.failed_items}
 
-    parts = {**rl_training_parts(cfg.model_dump(), launch, policy_model, prompts, rubrics, reward_spec),
-             "reward_cfg": reward_cfg.model_dump()}
-    final_dir, result, fresh = reuse_or_train(variant, parts, run, enabled=cfg.reuse_trained)
-    if not (fresh and result["logged"]):  # launched or reused: the steps go to MLflow now
-        with NestedRunLogger(variant, params) as log:
-            for step, row in enumerate(result["history"], start=1):
-                log(row, step)
-    failed_items = result["judge_failed_items"]
-    history = pd.DataFrame(result["history"])
+    def launched(launch_, output_dir: str) -> tuple[str, dict]:
+        out = launch_ppo(launch_, policy_model, prompts, rubrics, cfg.model_copy(update={"output_dir": output_dir}),
+                         reward_cfg, spec)
+        return out["final_dir"], {"history": out["history"], "judge_failed_items": out["judge_failed_items"]}
+
+    parts = {**rl_parts(cfg.model_dump(), launch, policy_model, prompts, rubrics, spec), "reward_cfg": reward_cfg.model_dump()}
+    run = train_stage(Stage(variant, parts, in_process, launched, launch, params.get("output_dir"), cfg.reuse_trained,
+                            log_params=params))
+    history = pd.DataFrame(run.result["history"])
     history.insert(0, "variant", variant)
-    curves = [{f"{variant}/{k}": v for k, v in row.items()} for row in result["history"]]
+    curves = [{f"{variant}/{k}": v for k, v in row.items()} for row in run.result["history"]]
     if curves:
-        curves[-1][f"{variant}/judge/failed_items"] = float(failed_items)
-    return final_dir, history, mlflow_metric_history(curves)
+        curves[-1][f"{variant}/judge/failed_items"] = float(run.result["judge_failed_items"])
+    return run.model_dir, history, mlflow_metric_history(curves)
 
 
 def _check_length_budget(sft_set: pd.DataFrame, policy_model: str, max_new_tokens: int, variant: str) -> None:

@@ -7,10 +7,9 @@ import pandas as pd
 from r2_write.config import parse_params
 from r2_write.llm.cache import model_identity
 from r2_write.tracking import mlflow_metric_history
-from r2_write.training.checkpoints import training_settings
 from r2_write.training.launch import launch_sft, parse_launch
-from r2_write.training.reuse import reuse_or_train
 from r2_write.training.sft import SFTParams, train_sft
+from r2_write.training.stage import Stage, train_stage
 
 
 def train_sft_model(sft_set: pd.DataFrame, base_model: str, params: dict) -> tuple[str, dict]:
@@ -30,13 +29,16 @@ def train_sft_model(sft_set: pd.DataFrame, base_model: str, params: dict) -> tup
     cfg = parse_params(SFTParams, params, "sft")
     data = (list(sft_set["prompt"]), list(sft_set["completion"]))
 
-    def run() -> tuple[str, dict]:
-        model_dir, history = train_sft(base_model, *data, cfg) if launch is None else launch_sft(launch, base_model, *data, cfg)
+    def in_process(output_dir: str, _log) -> tuple[str, dict]:
+        model_dir, history = train_sft(base_model, *data, cfg.model_copy(update={"output_dir": output_dir}))
         return model_dir, {"history": history}
 
-    parts = {"settings": training_settings(cfg.model_dump()), "launch": launch, "data": data, "base": model_identity(base_model)}
-    model_dir, result, _ = reuse_or_train("sft", parts, run, enabled=cfg.reuse_trained)
-    history = result["history"]
+    def launched(launch_, output_dir: str) -> tuple[str, dict]:
+        model_dir, history = launch_sft(launch_, base_model, *data, cfg.model_copy(update={"output_dir": output_dir}))
+        return model_dir, {"history": history}
+
+    parts = {"settings": cfg.model_dump(), "launch": launch, "data": data, "base": model_identity(base_model)}
+    run = train_stage(Stage("sft", parts, in_process, launched, launch, cfg.output_dir, cfg.reuse_trained))
     curves = [{"sft/loss": h["loss"], "sft/learning_rate": h.get("learning_rate", float("nan")),
-               "sft/grad_norm": h.get("grad_norm", float("nan"))} for h in history]
-    return model_dir, mlflow_metric_history(curves)
+               "sft/grad_norm": h.get("grad_norm", float("nan"))} for h in run.result["history"]]
+    return run.model_dir, mlflow_metric_history(curves)

@@ -1,10 +1,19 @@
-"""Where training runs keep their resume checkpoints.
+"""A training run's identity and its checkpoints: one key, two directories.
 
-Each trainer (SFT, PPO, GRPO) writes ``checkpoint-<step>/`` directories on an interval into a
-directory named after its configuration and inputs, so a killed ``kedro run`` finds and resumes
-its own checkpoints on the next identical run and never another configuration's. A checkpoint
-is complete once its ``trainer_state.json`` is written (last, by Hugging Face's Trainer and by
-our PPO alike).
+A training (SFT, PPO, PPO outcome-only, GRPO) is identified by ONE hash, :func:`run_key`, of
+what its weights depend on: the stage name, its settings (less how to checkpoint:
+:data:`RESUME_SETTINGS`), its data, its models by content, its reward's judge, the r2_write source
+and the versions of the training libraries. The same key names
+
+- its resume directory, ``data/06_models/checkpoints/<name>-<key>/`` (:func:`checkpoint_dir`),
+  where the trainer writes ``checkpoint-<step>/`` on an interval, so a killed ``kedro run`` resumes
+  its own checkpoints on the next identical run and never another configuration's; and
+- its finished-training store, ``data/06_models/trained/<name>-<key>/``
+  (:mod:`r2_write.training.reuse`), so an identical rerun does not train again.
+
+A checkpoint is complete once its ``trainer_state.json`` is written (last, by Hugging Face's
+Trainer and by our PPO alike). Both ``r2_write.rl`` and ``r2_write.training`` import this module;
+it imports neither.
 """
 
 from __future__ import annotations
@@ -13,6 +22,8 @@ import hashlib
 import json
 import re
 import shutil
+from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 CHECKPOINT_ROOT = "data/06_models/checkpoints"
+TRAINED_ROOT = "data/06_models/trained"
 STATE_FILE = "trainer_state.json"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # settings that say how to checkpoint, not what to train: changing them keeps the run directory
@@ -59,19 +71,45 @@ def training_settings(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if k not in RESUME_SETTINGS}
 
 
-def run_dir(name: str, settings: dict, *inputs, root: str = CHECKPOINT_ROOT) -> str:
-    """``<root>/<name>-<hash>``: stable for the same training settings and inputs.
+def run_key(name: str, parts: dict[str, Any]) -> str:
+    """The one identity of a training: a hash of its stage name, ``parts``, the code and the libraries.
 
-    The :data:`RESUME_SETTINGS` in ``settings`` are left out of the hash, so a resumed run
-    may change its checkpoint interval.
+    ``parts`` holds everything the trained weights depend on besides code (JSON-able; numpy
+    arrays allowed; local models as :func:`~r2_write.llm.cache.model_identity`). Its
+    ``settings`` entry, if any, is hashed without the :data:`RESUME_SETTINGS`, so a resumed run may
+    change its checkpoint interval.
 
-    >>> run_dir("sft", {"lr": 1, "save_steps": 2}, "data") == run_dir("sft", {"lr": 1, "save_steps": 5}, "data")
+    >>> run_key("sft", {"settings": {"lr": 1, "save_steps": 2}}) == run_key("sft", {"settings": {"lr": 1, "save_steps": 5}})
     True
-    >>> run_dir("sft", {"lr": 1}, "data") == run_dir("sft", {"lr": 2}, "data")
+    >>> run_key("sft", {"settings": {"lr": 1}}) == run_key("sft", {"settings": {"lr": 2}})
     False
     """
-    key = hashlib.sha1(json.dumps([training_settings(settings), *inputs], sort_keys=True, default=jsonable).encode()).hexdigest()[:12]
+    if isinstance(parts.get("settings"), dict):
+        parts = {**parts, "settings": training_settings(parts["settings"])}
+    blob = json.dumps({"name": name, "parts": parts, "code": _code_identity()}, sort_keys=True, default=jsonable)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def checkpoint_dir(name: str, key: str, root: str = CHECKPOINT_ROOT) -> str:
+    """``<root>/<name>-<key>``: where the training with :func:`run_key` ``key`` writes its resume checkpoints."""
     return f"{root}/{name}-{key}"
+
+
+@cache
+def _code_identity() -> dict[str, str | None]:
+    """The r2_write source (every .py file) and the versions of the libraries that train."""
+    import r2_write
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(r2_write.__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    versions = {}
+    for dist in ("torch", "transformers", "trl", "peft", "accelerate"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {"r2_write": digest.hexdigest(), **versions}
 
 
 def jsonable(value: Any) -> Any:

@@ -1,22 +1,38 @@
-"""Resume-checkpoint directories: stable names per configuration, pruning, resume points."""
+"""r2_write.runs: one run identity (resume directory and reuse store), pruning, resume points."""
 
 import json
 
-from r2_write.training.checkpoints import latest_checkpoint, prune_checkpoints, remove_checkpoints, run_dir
+import numpy as np
+
+from r2_write import runs
+from r2_write.runs import checkpoint_dir, latest_checkpoint, prune_checkpoints, remove_checkpoints, run_key
 
 
-def test_run_dir_is_stable_and_changes_with_any_input():
-    a = run_dir("sft", {"lr": 1, "steps": 2}, "m", ["p"])
-    assert a == run_dir("sft", {"steps": 2, "lr": 1}, "m", ["p"])  # key order does not matter
-    assert a.startswith("data/06_models/checkpoints/sft-")
-    assert len({a, run_dir("sft", {"lr": 1, "steps": 3}, "m", ["p"]), run_dir("sft", {"lr": 1, "steps": 2}, "m", ["q"]),
-                run_dir("sft", {"lr": 1, "steps": 2}, "n", ["p"]), run_dir("grpo", {"lr": 1, "steps": 2}, "m", ["p"])}) == 5
+def _key(name="sft", settings=None, model="m", data=("p",)):
+    return run_key(name, {"settings": settings or {"lr": 1, "steps": 2}, "model": model, "data": list(data)})
 
 
-def test_run_dir_ignores_how_checkpoints_are_kept():
+def test_run_key_is_stable_and_changes_with_any_input():
+    a = _key()
+    assert a == _key(settings={"steps": 2, "lr": 1})  # key order does not matter
+    assert checkpoint_dir("sft", a).startswith("data/06_models/checkpoints/sft-")
+    assert len({a, _key(settings={"lr": 1, "steps": 3}), _key(data=("q",)), _key(model="n"), _key(name="grpo")}) == 5
+
+
+def test_run_key_ignores_how_checkpoints_are_kept():
     resume = {"output_dir": "x", "save_steps": 3, "save_total_limit": 2, "save_every": 4, "keep_checkpoints": 0,
-              "cleanup_checkpoints": False}
-    assert run_dir("ppo", {"lr": 1, **resume}, "m") == run_dir("ppo", {"lr": 1}, "m")
+              "cleanup_checkpoints": False, "reuse_trained": False}
+    assert _key(settings={"lr": 1, **resume}) == _key(settings={"lr": 1})
+
+
+def test_run_key_hashes_arrays_in_full_and_follows_the_code(monkeypatch):
+    long = np.array([f"p{i}" for i in range(2000)])
+    edited = long.copy()
+    edited[1000] = "changed"  # str() of an array over 1000 items elides the middle
+    assert run_key("ppo", {"data": long}) != run_key("ppo", {"data": edited})
+    before = run_key("ppo", {"data": long})
+    monkeypatch.setattr(runs, "_code_identity", lambda: {"r2_write": "edited"})
+    assert run_key("ppo", {"data": long}) != before
 
 
 def test_prune_keeps_the_newest_by_step_number_not_by_name(tmp_path):
