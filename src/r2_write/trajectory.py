@@ -90,11 +90,14 @@ class Trajectory:
 
 
 _TAG_RE = re.compile(r"</?(?:think|plan|draft|reflection|revision)>")
+# Any spelling of a marker tag: case, inner spaces, attributes, self-closing (``<Revision>``,
+# ``< /draft >``, ``<think/>``); ``<planet>`` or ``<b>`` are not marker tags.
+_ANY_TAG_RE = re.compile(r"<\s*/?\s*(?:think|plan|draft|reflection|revision)(?=[\s/>])[^<>]*>", re.I)
 
 
 def sanitize(text: str) -> str:
-    """Remove marker tags from model text so a rendered trajectory always parses back."""
-    return _TAG_RE.sub("", text).strip()
+    """Remove marker tags (any spelling) from model text so a rendered trajectory always parses back."""
+    return _ANY_TAG_RE.sub("", text).strip()
 
 
 def _render_segment(seg: Segment) -> str:
@@ -137,8 +140,9 @@ def format_error(text: str) -> str | None:
 
     Well-formed: ``<think>`` first, then an optional plan, a draft, and any number of
     reflection->revision steps, each segment opened and closed once with nothing but
-    whitespace between segments, then ``</think>`` and a non-empty answer free of marker tags.
-    This is the rule the RL reward applies before judging anything.
+    whitespace between segments, then ``</think>`` and a non-empty answer free of marker tags in
+    any spelling (``<Revision>``, ``< revision >``, ``<think/>``: reflection text must not ride in
+    the judged answer). This is the rule the RL reward applies before judging anything.
 
     >>> format_error(render(Trajectory([Segment("draft", "d")], answer="a"))) is None
     True
@@ -178,7 +182,7 @@ def format_error(text: str) -> str | None:
         return f"segments out of order: {order.strip() or 'none'} (expected plan? draft (reflection revision)*)"
     if not answer.strip():
         return "empty answer"
-    if _TAG_RE.search(answer):
+    if _ANY_TAG_RE.search(answer):
         return "marker tags in the answer"
     return None
 

@@ -44,18 +44,27 @@ class RecordingJudge:
         return [min(10.0, 1.0 + len(t.split())) for t in texts]
 
 
-def test_version_rewards_against_the_best_so_far():
-    cfg = ProcessRewardConfig(redundancy_penalty=0.2, step_cost=0.0, min_gain=0.0)
+def test_version_rewards_against_the_last_credited_version():
+    cfg = ProcessRewardConfig(redundancy_penalty=0.2, step_cost=0.0, min_gain=0.0, max_steps=4)
     got = version_rewards([4, 6, 6, 5, 10], cfg)
     assert [v.kind for v in got] == ["draft", "improved", "redundant", "worsened", "improved"]
     assert [v.reward for v in got] == pytest.approx([3 / 9, 2 / 9, -0.2, -0.2, 4 / 9])  # 10 vs best 6, not vs 5
 
 
-def test_version_rewards_min_gain_cap_and_unscored_versions():
-    cfg = ProcessRewardConfig(min_gain=1.0, redundancy_penalty=0.5, step_cost=0.0, max_total_penalty=0.8)
-    got = version_rewards([4, 5, 6.5, None, 4], cfg)  # 6.5 beats the best so far (5) by 1.5
-    assert [v.kind for v in got] == ["draft", "redundant", "improved", "redundant", "worsened"]
-    assert [v.reward for v in got] == pytest.approx([3 / 9, -0.5, 1.5 / 9, -0.3, 0.0])  # penalties stop at 0.8
+def test_version_rewards_are_capped_at_the_answer():
+    cfg = ProcessRewardConfig(redundancy_penalty=0.2, step_cost=0.0, min_gain=0.0, max_steps=4)
+    got = version_rewards([4, 9, 10, 7], cfg, answer=7)  # versions above the answer count at 7
+    assert [v.kind for v in got] == ["draft", "improved", "redundant", "worsened"]
+    assert [v.reward for v in got] == pytest.approx([3 / 9, 3 / 9, -0.2, -0.2])
+    below = version_rewards([8, 9], cfg, answer=5)  # a draft above the answer anchors at the answer
+    assert [v.reward for v in below] == pytest.approx([4 / 9, -0.2])
+
+
+def test_version_rewards_min_gain_and_unjudged_versions():
+    cfg = ProcessRewardConfig(min_gain=1.0, redundancy_penalty=0.5, step_cost=0.0, max_steps=1)
+    got = version_rewards([4, 5, 6.5, None, 4, 4, 4], cfg)  # 6.5 beats the last credited version (4) by 2.5
+    assert [v.kind for v in got] == ["draft", "redundant", "improved", "redundant", "worsened", "worsened", "worsened"]
+    assert [v.reward for v in got] == pytest.approx([3 / 9, -0.5, 2.5 / 9, -0.5, -0.5, -0.5, -0.5])  # no cap
     assert [v.kind for v in version_rewards([None, 8], cfg)] == ["draft", "no_draft"]
     assert [v.kind for v in version_rewards([8, 9], cfg, has_draft=False)] == ["no_draft", "no_draft"]
 
@@ -88,9 +97,9 @@ def test_token_rewards_sit_on_version_ending_tokens(tokenizer):
     for i in version_tokens:  # the token holding the ">" of "</draft>" / "</revision>"
         assert ">" in text[offsets[i][0] : offsets[i][1]]
         assert text[: offsets[i][1]].rstrip().endswith(("</draft>", "</revision>"))
-    # scores 1 + words: draft 5, revision 9 (improved), revision 6 (worse than the best, 9)
+    # scores 1 + words: draft 5, revision 9 (improved, counted at the answer's 6), revision 6 (worse than 9)
     assert [rewards[i] for i in version_tokens] == pytest.approx(
-        [0.5 * 4 / 9, 0.5 * (4 / 9 - cfg.step_cost), -0.5 * (cfg.redundancy_penalty + cfg.step_cost)]
+        [0.5 * 4 / 9, 0.5 * (1 / 9 - cfg.step_cost), -0.5 * (cfg.redundancy_penalty + cfg.step_cost)]
     )
     assert rewards[-1] == pytest.approx((6.0 - 1.0) / 9)  # normalised outcome on the last (EOS) token
     others = [r for i, r in enumerate(rewards) if i not in (*version_tokens, len(rewards) - 1)]
@@ -127,7 +136,8 @@ def test_process_reward_fn_one_batched_judge_call_with_dedup():
     assert first["version_scores"] == [5.0, 9.0, 6.0]  # 1 + word counts
     assert first["outcome"] == 6.0
     cfg = ProcessRewardConfig()
-    assert first["process"] == pytest.approx(4 / 9 + 4 / 9 - cfg.step_cost - cfg.redundancy_penalty - cfg.step_cost)
+    # the revision judged 9 counts at the answer's 6: nothing beyond the answer is credited
+    assert first["process"] == pytest.approx(4 / 9 + 1 / 9 - cfg.step_cost - cfg.redundancy_penalty - cfg.step_cost)
     assert (first["n_reflections"], first["n_steps"], first["n_improved"], first["n_redundant"], first["n_worsened"]) == (
         2, 2, 1, 1, 1)
     assert second["outcome"] is None and second["format_violation"] == "does not start with <think>"

@@ -1,46 +1,62 @@
 """The R2-Write reward: outcome rubric score of the final answer + lambda x process reward.
 
 A completion is a thinking trajectory (see :mod:`r2_write.trajectory`): a draft, then
-reflection->revision *steps*, then the final answer. The judge scores the draft and every
-revision (1-10); the process reward is measured against the **best version so far**:
+reflection->revision *steps*, then the final answer. The judge scores the draft, every
+revision and the answer (1-10, ``n(s) = (s - 1) / 9``). Each version counts at most at the
+answer's level, ``v_k = min(s_k, s_answer)``, and the process reward is measured against the
+**last credited version** (its level ``L``):
 
-* the draft earns its normalised score ``n(s0) = (s0 - 1) / 9`` (the *anchor*, on the token
-  that closes ``</draft>``);
-* a step whose revision beats the best earlier version by more than ``min_gain`` earns
-  ``(s - best) / 9 - step_cost``;
-* any other step is redundant and earns ``-(redundancy_penalty + step_cost)``: one that does
-  not beat the best so far, one that lowers it, an empty revision or a revision equal (after
-  whitespace/case normalisation) to an earlier version (those two without a judge call), and
-  a step with no draft before it.
+* the draft earns its (capped) level ``n(v_0)``, the *anchor*, on the token that closes
+  ``</draft>``; ``L = v_0``;
+* a step whose revision beats ``L`` by more than ``min_gain`` is credited: it earns
+  ``(v_k - L) / 9 - step_cost`` and ``L = v_k``;
+* any other step is redundant and earns ``-(redundancy_penalty + step_cost)`` without moving
+  ``L``: one that does not beat ``L`` by more than ``min_gain`` (several small real gains add up
+  until their sum passes it), one that lowers it, an empty revision or a revision equal to an
+  earlier version (exact text, outer whitespace aside; both without a judge call), and a step
+  with no scored draft before it.
 
-Because gains are measured against the best so far, they telescope: the anchor plus all gains
-is ``n(best version) <= 1``, however the trajectory wanders (wreck-then-restore cycles earn only
-penalties), and lowering the draft to inflate the later gain earns nothing (the anchor falls by
-what the gain rises). Penalties stop after ``max_total_penalty``, so the process term lies in
-``[-max_total_penalty, 1]`` and, with ``process_weight <= 1``, never outweighs the outcome range.
+Properties (each a property test in ``tests/rewards/test_properties.py``, through the
+trainer's token path):
+
+* **ceiling**: the anchor plus the credits telescope to ``n(L) <= n(answer)``, so
+  ``outcome + lambda x process <= (1 + lambda) x n(answer)``: a version better than the answer
+  earns nothing beyond it, and a sandbagged draft earns nothing (the anchor falls by what the
+  gain rises);
+* **no free step**: every uncredited step costs ``redundancy_penalty + step_cost`` at any
+  length; more than ``max_steps`` steps is a format violation (``-format_penalty``, validated
+  to lie below every well-formed total);
+* **reflection pays when it helps**: a step that raises the answer by more than ``min_gain``
+  raises the total;
+* duplicates are exact texts; anything else is judged; a text the judge returns no finite
+  score for counts as ``score_min``; a malformed completion never raises.
 
 Reward of a completion (one formula)::
 
-    R = n(s_answer) + lambda * (n(s_0) + sum_k [gain_k > min_gain] (gain_k / 9 - c)
-                                     - sum_k [gain_k <= min_gain] (p + c))       (well-formed)
+    R = n(s_answer) + lambda * (n(v_0) + sum_k [g_k > min_gain] (g_k / 9 - c)
+                                    - sum_k [g_k <= min_gain] (p + c))           (well-formed)
     R = -format_penalty                                                          (otherwise)
 
-with ``gain_k = s_k - max(s_0..s_{k-1})``, ``c = step_cost``, ``p = redundancy_penalty``.
-A completion that is truncated at ``max_new_tokens``, lacks a closed ``<think>...</think>``,
-has unbalanced or misordered segment tags, text outside segments or an empty answer
-(:func:`r2_write.trajectory.format_error`) is never judged: it gets ``-format_penalty``.
+with ``v_k = min(s_k, s_answer)``, ``g_k = v_k - L_{k-1}`` (``L`` the last credited level),
+``c = step_cost``, ``p = redundancy_penalty``. A completion that is truncated at
+``max_new_tokens``, lacks a closed ``<think>...</think>``, has unbalanced or misordered segment
+tags, text outside segments, an empty answer or a segment tag in any spelling in the answer
+(:func:`r2_write.trajectory.format_error`), or more than ``max_steps`` steps, is never judged:
+it gets ``-format_penalty``.
 
 Is one more reflection worth it? At the defaults, with the paper's rates (55% of steps help,
-10% hurt, 35% change nothing) and a typical gain of 0.5 point, the expected process reward of
-one more step is positive, while a step that changes nothing is always negative:
+10% hurt, 35% change nothing), a typical change of 0.5 point and the step's revision as the
+new answer, the expected change of the total (outcome + lambda x process) is positive, while
+a step that changes nothing is always negative (a worsened answer also lowers the anchor,
+which is capped at the answer):
 
 >>> print(reflection_value_table(ProcessRewardConfig(), process_weight=0.5))
-step outcome        share  step reward  x lambda
-improved by 0.5      0.55      +0.0506   +0.0253
-unchanged            0.35      -0.0350   -0.0175
-worsened by 0.5      0.10      -0.0350   -0.0175
-expected (honest)              +0.0121   +0.0060
-redundant (no change)          -0.0350   -0.0175
+step outcome        share  step reward  x lambda    total
+improved by 0.5      0.55      +0.0506   +0.0253  +0.0808
+unchanged            0.35      -0.0350   -0.0175  -0.0175
+worsened by 0.5      0.10      -0.0350   -0.0175  -0.1008
+expected (honest)              +0.0121   +0.0060  +0.0283
+redundant (duplicate)          -0.0350   -0.0175  -0.0175
 
 In PPO the rewards are *token-level* (:func:`token_rewards`): each version's reward, times
 ``process_weight``, sits on the token that closes it, and the outcome (or the format penalty)
@@ -55,6 +71,7 @@ on the last token. Two reward builders, both with the contract ``fn(prompts, com
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,14 +95,18 @@ class ProcessRewardConfig(BaseModel):
 
     min_gain: float = Field(
         0.25,
-        description="A revision must beat the best earlier version by more than this (1-10 scale) to count as a "
+        description="A revision must beat the last credited version by more than this (1-10 scale) to count as a "
                     "gain; the mean of five integer criteria moves in steps of 0.2.",
     )
-    redundancy_penalty: float = Field(0.03, description="Penalty of a step that does not beat the best version so far.")
+    redundancy_penalty: float = Field(0.03, description="Penalty of a step that does not beat the last credited version.")
     step_cost: float = Field(
         0.005, description="Cost of every step, so one real step beats the same gain split in many."
     )
-    max_total_penalty: float = Field(1.0, description="Penalties of one completion stop adding up at this total.")
+    max_steps: int = Field(
+        8,
+        description="A completion with more reflection->revision steps is a format violation (-format_penalty); "
+                    "every step up to it costs, so no step is free.",
+    )
     format_penalty: float = Field(
         1.0, description="Reward (negated) of a truncated or malformed completion, which is never judged."
     )
@@ -94,11 +115,16 @@ class ProcessRewardConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ProcessRewardConfig:
-        for name in ("min_gain", "redundancy_penalty", "step_cost", "max_total_penalty", "format_penalty"):
+        for name in ("min_gain", "redundancy_penalty", "step_cost", "max_steps", "format_penalty"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.score_max <= self.score_min:
             raise ValueError(f"score_max ({self.score_max}) must exceed score_min ({self.score_min})")
+        worst = self.max_steps * (self.redundancy_penalty + self.step_cost)
+        if self.max_steps and worst >= self.format_penalty:
+            raise ValueError(
+                f"format_penalty ({self.format_penalty}) must exceed max_steps x (redundancy_penalty + step_cost) "
+                f"({worst:g}), so a malformed completion earns less than any well-formed one")
         return self
 
     @property
@@ -120,10 +146,11 @@ def normalise_score(score: float, cfg: ProcessRewardConfig) -> float:
 class VersionReward:
     """The unweighted process reward of one version (the draft or a step's revision).
 
-    ``kind``: ``draft`` (the anchor), ``improved``, ``redundant`` (did not beat the best so
-    far, or was empty / a duplicate), ``worsened`` (scored below the best so far) or
-    ``no_draft`` (a step with no draft before it). ``gain`` is ``score - best so far``
-    (0 where there is none).
+    ``kind``: ``draft`` (the anchor), ``improved`` (credited), ``redundant`` (did not beat the
+    last credited version by more than ``min_gain``, or was empty / a duplicate), ``worsened``
+    (a redundant step scored below the best earlier version) or ``no_draft`` (a step with no
+    scored draft before it). ``gain`` is the (answer-capped) score minus the last credited
+    level (0 where there is none).
     """
 
     kind: str
@@ -132,9 +159,10 @@ class VersionReward:
 
 
 def version_rewards(
-    scores: Sequence[float | None], cfg: ProcessRewardConfig, has_draft: bool = True
+    scores: Sequence[float | None], cfg: ProcessRewardConfig, has_draft: bool = True,
+    answer: float | None = None,
 ) -> list[VersionReward]:
-    """Process reward of each version against the best version before it.
+    """Process reward of each version against the last credited version, capped at the answer.
 
     Args:
         scores: Judge score (1-10) of each version in order: the draft (if ``has_draft``),
@@ -142,46 +170,70 @@ def version_rewards(
             call (empty, or equal to an earlier version) or an empty draft.
         cfg: Reward configuration.
         has_draft: Whether ``scores[0]`` is a draft (else every entry is a step).
+        answer: Judge score of the final answer. Each version counts at most at this level, so
+            a version better than the answer earns nothing beyond it (None: no cap, as for
+            an SFT trajectory whose answer is its last kept version).
 
     Returns:
-        One :class:`VersionReward` per score.
+        One :class:`VersionReward` per score. The draft anchor plus the credited gains is
+        ``n(level of the last credited version) <= n(answer)``.
 
     >>> [round(v.reward, 4) for v in version_rewards([6, 8, 5, 8, 8.5], ProcessRewardConfig())]
     [0.5556, 0.2172, -0.035, -0.035, 0.0506]
+    >>> [round(v.reward, 4) for v in version_rewards([6, 10], ProcessRewardConfig(), answer=8)]
+    [0.5556, 0.2172]
     """
-    out, best, penalty_left = [], None, cfg.max_total_penalty
+    cap = cfg.score_max if answer is None else _clamp(answer, cfg)
+    out, level, best = [], None, None  # level: the last credited version's (capped) score
     for k, score in enumerate(scores):
         if score is not None:  # a judge outside its scale must not break the bound
-            score = min(cfg.score_max, max(cfg.score_min, score))
+            score = _clamp(score, cfg)
         if k == 0 and has_draft:
-            best = score
-            out.append(VersionReward("draft", 0.0, 0.0 if score is None else normalise_score(score, cfg)))
+            level, best = (None, None) if score is None else (min(score, cap), score)
+            out.append(VersionReward("draft", 0.0, 0.0 if level is None else normalise_score(level, cfg)))
             continue
-        gain = 0.0 if best is None or score is None else score - best
-        if best is None:
+        gain = 0.0 if level is None or score is None else min(score, cap) - level
+        if level is None:
             kind = "no_draft"
         elif score is not None and gain > cfg.min_gain:
             kind = "improved"
         else:
-            kind = "worsened" if gain < 0 else "redundant"
+            kind = "worsened" if score is not None and best is not None and score < best else "redundant"
         if kind == "improved":
             reward = gain / cfg.score_span - cfg.step_cost
-        else:
+            level = min(score, cap)
+        else:  # a redundant step never raises the reference: small real gains add up until credited
             reward = -(cfg.redundancy_penalty + cfg.step_cost)
-        if reward < 0:
-            reward = -min(-reward, penalty_left)
-            penalty_left += reward
         if score is not None and kind != "no_draft":
-            best = max(best, score)
+            best = score if best is None else max(best, score)
         out.append(VersionReward(kind, gain, reward))
     return out
+
+
+def _clamp(score: float, cfg: ProcessRewardConfig) -> float:
+    return min(cfg.score_max, max(cfg.score_min, score))
+
+
+def completion_reward(
+    version_scores: Sequence[float | None], answer: float, cfg: ProcessRewardConfig, process_weight: float
+) -> float:
+    """Total reward of a well-formed completion: ``n(answer) + lambda x sum of its version rewards``.
+
+    What :func:`token_rewards` spreads over the tokens (without KL). ``version_scores[0]`` is the draft.
+
+    >>> round(completion_reward([6, 8], 8, ProcessRewardConfig(), process_weight=0.5), 4)
+    1.1642
+    """
+    process = sum(v.reward for v in version_rewards(version_scores, cfg, answer=answer))
+    return normalise_score(answer, cfg) + process_weight * process
 
 
 def last_useful_version(scores: Sequence[float | None], cfg: ProcessRewardConfig) -> int:
     """Index of the last version that is the draft or an improving step (what SFT data should end at).
 
     Steps after it are redundant by :func:`version_rewards`: a trajectory cut there teaches
-    only reflections that the process reward pays for.
+    only reflections that the process reward pays for (the cut version becomes the answer,
+    and no earlier version is above it by more than ``min_gain``, so the answer cap changes nothing).
 
     >>> last_useful_version([5, 7, 7.1, 6], ProcessRewardConfig())
     1
@@ -194,11 +246,14 @@ def reflection_value_table(
     cfg: ProcessRewardConfig, process_weight: float, p_improved: float = 0.55, p_worsened: float = 0.10,
     gain: float = 0.5, draft_score: float = 6.0,
 ) -> str:
-    """Expected process reward of one more reflection->revision step, from :func:`version_rewards`.
+    """Expected reward of one more reflection->revision step, from :func:`completion_reward`.
+
+    The step's revision becomes the answer (an honest trajectory answers with its last
+    version), so the total's change is the outcome's change plus lambda x the step reward.
 
     Args:
         cfg: Reward configuration.
-        process_weight: Lambda (``ppo.process_weight``), for the ``x lambda`` column.
+        process_weight: Lambda (``ppo.process_weight``), for the ``x lambda`` and ``total`` columns.
         p_improved: Share of steps that raise the score by ``gain`` (paper: > 55%).
         p_worsened: Share that lower it by ``gain`` (paper: ~10%); the rest change nothing.
         gain: Typical change of the mean criterion score (1-10 scale).
@@ -207,18 +262,23 @@ def reflection_value_table(
     Returns:
         A small table (see the module docstring).
     """
-    def step(after: float) -> float:
-        return version_rewards([draft_score, after], cfg)[1].reward
+    before = completion_reward([draft_score], draft_score, cfg, process_weight)
 
-    rows = [(f"improved by {gain:g}", p_improved, step(draft_score + gain)),
-            ("unchanged", 1 - p_improved - p_worsened, step(draft_score)),
-            (f"worsened by {gain:g}", p_worsened, step(draft_score - gain))]
-    expected = sum(p * r for _, p, r in rows)
-    lines = ["step outcome        share  step reward  x lambda"]
-    lines += [f"{name:<20}{p:>5.2f}{r:>+13.4f}{process_weight * r:>+10.4f}" for name, p, r in rows]
-    lines.append(f"{'expected (honest)':<25}{expected:>+13.4f}{process_weight * expected:>+10.4f}")
-    redundant = version_rewards([draft_score, None], cfg)[1].reward
-    lines.append(f"{'redundant (no change)':<25}{redundant:>+13.4f}{process_weight * redundant:>+10.4f}")
+    def step(after: float | None) -> tuple[float, float]:
+        answer = draft_score if after is None else after
+        reward = version_rewards([draft_score, after], cfg, answer=answer)[1].reward
+        return reward, completion_reward([draft_score, after], answer, cfg, process_weight) - before
+
+    rows = [(f"improved by {gain:g}", p_improved, *step(draft_score + gain)),
+            ("unchanged", 1 - p_improved - p_worsened, *step(draft_score)),
+            (f"worsened by {gain:g}", p_worsened, *step(draft_score - gain))]
+    expected = [sum(row[2 + j] * row[1] for row in rows) for j in range(2)]
+    lines = ["step outcome        share  step reward  x lambda    total"]
+    lines += [f"{name:<20}{p:>5.2f}{r:>+13.4f}{process_weight * r:>+10.4f}{t:>+9.4f}" for name, p, r, t in rows]
+    lines.append(f"{'expected (honest)':<25}{expected[0]:>+13.4f}{process_weight * expected[0]:>+10.4f}"
+                 f"{expected[1]:>+9.4f}")
+    redundant, total = step(None)
+    lines.append(f"{'redundant (duplicate)':<25}{redundant:>+13.4f}{process_weight * redundant:>+10.4f}{total:>+9.4f}")
     return "\n".join(lines)
 
 
@@ -264,53 +324,79 @@ def token_rewards(
 
 
 def completion_text(completion: Any) -> str:
-    """The text of a completion: a string, or (TRL conversational) a list of chat messages."""
+    """The text of a completion: a string, or (TRL conversational) a list of chat messages.
+
+    Anything else (None, a number, messages that are not dicts) reads as ``""`` or is skipped,
+    so a malformed completion becomes a format violation instead of an exception.
+    """
     if isinstance(completion, str):
         return completion
-    return "".join(_content(m) for m in completion if m.get("role", "assistant") == "assistant")
+    if not isinstance(completion, (list, tuple)):
+        return ""
+    return "".join(_content(m) for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant")
 
 
 def prompt_text(prompt: Any) -> str:
     """The text of a prompt: a string, or the last user message of a chat conversation."""
     if isinstance(prompt, str):
         return prompt
-    users = [_content(m) for m in prompt if m.get("role") == "user"]
-    return users[-1] if users else _content(prompt[-1])
+    if not isinstance(prompt, (list, tuple)) or not prompt:
+        return "" if prompt is None else str(prompt)
+    messages = [m for m in prompt if isinstance(m, dict)]
+    users = [_content(m) for m in messages if m.get("role") == "user"]
+    return users[-1] if users else (_content(messages[-1]) if messages else "")
 
 
 def _content(message: dict) -> str:
     content = message.get("content", "")
     if isinstance(content, list):  # multimodal-style parts: keep the text parts
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return content or ""
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return content if isinstance(content, str) else ""
 
 
 def _judge_unique(
     judge_fn: JudgeFn, requests: list[tuple[int, str]], prompts: list[str], rubrics: list[Any]
-) -> dict[tuple[int, str], float]:
-    """Score each distinct (prompt index, text) once, in one judge call (texts are non-empty)."""
+) -> dict[tuple[int, str], float | None]:
+    """Score each distinct (prompt index, text) once, in one judge call (texts are non-empty).
+
+    A score that is None or not a finite number (the judge could not score the text) is None.
+    """
     todo = list(dict.fromkeys(requests))
     if not todo:
         return {}
     got = judge_fn([prompts[i] for i, _ in todo], [t for _, t in todo], [rubrics[i] for i, _ in todo])
     if len(got) != len(todo):
         raise ValueError(f"judge_fn returned {len(got)} scores for {len(todo)} texts")
-    return {r: float(s) for r, s in zip(todo, got)}
+    return {r: _finite(s) for r, s in zip(todo, got)}
 
 
-def _normalised(text: str) -> str:
-    return " ".join(text.lower().split())
+def _finite(score: Any) -> float | None:
+    try:
+        value = float(score)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _versions(text: str) -> tuple[list[tuple[str, str, int]], int]:
-    """``(kind, text, end offset)`` of the draft and each revision of a well-formed completion, and its reflections."""
-    segments = [(seg.kind, seg.text, end) for seg, (_, _, end) in zip(parse(text).segments, segment_spans(text))]
+    """``(kind, text, end offset)`` of the draft and each revision of a well-formed completion, and its reflections.
+
+    Version texts are stripped of outer whitespace: the unit of duplicate detection and judging.
+    """
+    segments = [(seg.kind, seg.text.strip(), end)
+                for seg, (_, _, end) in zip(parse(text).segments, segment_spans(text))]
     versions = [s for s in segments if s[0] in ("draft", "revision")]
     return versions, sum(kind == "reflection" for kind, _, _ in segments)
 
 
-def _violation(text: str, truncated: bool) -> str | None:
-    return "truncated at max_new_tokens" if truncated else format_error(text)
+def _violation(text: str, truncated: bool, cfg: ProcessRewardConfig) -> str | None:
+    """Why a completion is not judged (truncated, malformed, too many steps), or None."""
+    if truncated:
+        return "truncated at max_new_tokens"
+    error = format_error(text)
+    if error is None and split_thinking(text)[0].count("</revision>") > cfg.max_steps:
+        return f"more than max_steps ({cfg.max_steps}) reflection->revision steps"
+    return error
 
 
 def process_reward_fn(judge_fn: JudgeFn, cfg: ProcessRewardConfig | None = None) -> Callable[..., list[dict]]:
@@ -318,8 +404,10 @@ def process_reward_fn(judge_fn: JudgeFn, cfg: ProcessRewardConfig | None = None)
 
     All judge calls of a batch go to ``judge_fn`` at once, each distinct (prompt, text) once
     (a revision equal to the answer is one call). Empty revisions and revisions equal to an
-    earlier version (after whitespace/case normalisation) are redundant without a call; a
-    malformed or truncated completion is not judged at all.
+    earlier version (exact text, outer whitespace aside) are redundant without a call; any
+    other revision is judged (a paragraph break or a capitalisation fix is a change). A
+    truncated or malformed completion, or one with more than ``max_steps`` steps, is not judged
+    at all. A text the judge returns no finite score for counts as ``score_min`` (the worst).
 
     Args:
         judge_fn: ``judge_fn(prompts, texts, rubrics) -> list[float]`` (1-10 scores).
@@ -330,8 +418,8 @@ def process_reward_fn(judge_fn: JudgeFn, cfg: ProcessRewardConfig | None = None)
         dict per completion: ``outcome`` (judge score of the final answer, or None),
         ``format_violation`` (None or the reason), ``rewards`` (``[(char offset closing the
         version, unweighted reward), ...]``), ``process`` (their sum), ``version_scores``,
-        ``n_reflections``, ``n_steps``, ``n_improved``, ``n_redundant`` (steps that did not beat
-        the best so far, including worsened ones) and ``n_worsened``.
+        ``n_reflections``, ``n_steps``, ``n_improved``, ``n_redundant`` (steps not credited,
+        including worsened ones), ``n_worsened`` and ``n_unscored`` (texts without a score).
 
     >>> fake_judge = lambda prompts, texts, rubrics: [min(10.0, len(t)) for t in texts]
     >>> text = ("<think>\\n<draft>\\nab\\n</draft>\\n<reflection>\\nlonger\\n</reflection>\\n"
@@ -348,7 +436,7 @@ def process_reward_fn(judge_fn: JudgeFn, cfg: ProcessRewardConfig | None = None)
         prompt_strs = [prompt_text(p) for p in prompts]
         rubrics = list(rubrics) if rubrics is not None else [None] * len(texts)
         truncated = list(truncated) if truncated is not None else [False] * len(texts)
-        violations = [_violation(t, bool(tr)) for t, tr in zip(texts, truncated)]
+        violations = [_violation(t, bool(tr), cfg) for t, tr in zip(texts, truncated)]
         answers = [split_thinking(t)[1] for t in texts]
         plans, requests = [], []
         for i, text in enumerate(texts):
@@ -357,10 +445,9 @@ def process_reward_fn(judge_fn: JudgeFn, cfg: ProcessRewardConfig | None = None)
                 continue
             versions, n_reflections = _versions(text)
             seen, judged = set(), []
-            for kind, version, _ in versions:
-                key = _normalised(version)
-                judged.append(bool(key) and key not in seen)
-                seen.add(key)
+            for _, version, _ in versions:
+                judged.append(bool(version) and version not in seen)
+                seen.add(version)
             plans.append((versions, judged, n_reflections))
             requests += [(i, answers[i])] + [(i, v) for (_, v, _), j in zip(versions, judged) if j]
         scores = _judge_unique(judge_fn, requests, prompt_strs, rubrics)
@@ -369,14 +456,18 @@ def process_reward_fn(judge_fn: JudgeFn, cfg: ProcessRewardConfig | None = None)
             if plan is None:
                 out.append({"outcome": None, "format_violation": violations[i], "rewards": [], "process": 0.0,
                             "version_scores": [], "n_reflections": texts[i].count("<reflection>"), "n_steps": 0,
-                            "n_improved": 0, "n_redundant": 0, "n_worsened": 0})
+                            "n_improved": 0, "n_redundant": 0, "n_worsened": 0, "n_unscored": 0})
                 continue
             versions, judged, n_reflections = plan
-            vscores = [scores[(i, v)] if j else None for (_, v, _), j in zip(versions, judged)]
-            vr = version_rewards(vscores, cfg, has_draft=versions[0][0] == "draft")
+            raw = [scores[(i, v)] if j else None for (_, v, _), j in zip(versions, judged)]
+            unscored = [j and r is None for r, j in zip(raw, judged)] + [scores[(i, answers[i])] is None]
+            vscores = [cfg.score_min if bad else r for r, bad in zip(raw, unscored)]
+            outcome = scores[(i, answers[i])]
+            outcome = cfg.score_min if outcome is None else outcome
+            vr = version_rewards(vscores, cfg, has_draft=versions[0][0] == "draft", answer=outcome)
             steps = [r for r in vr if r.kind != "draft"]
             out.append({
-                "outcome": scores[(i, answers[i])],
+                "outcome": outcome,
                 "format_violation": None,
                 "rewards": [(end, r.reward) for (_, _, end), r in zip(versions, vr)],
                 "process": float(sum(r.reward for r in vr)),
@@ -386,6 +477,7 @@ def process_reward_fn(judge_fn: JudgeFn, cfg: ProcessRewardConfig | None = None)
                 "n_improved": sum(r.kind == "improved" for r in steps),
                 "n_redundant": sum(r.kind != "improved" for r in steps),
                 "n_worsened": sum(r.kind == "worsened" for r in steps),
+                "n_unscored": sum(unscored),
             })
         return out
 
@@ -395,12 +487,13 @@ def process_reward_fn(judge_fn: JudgeFn, cfg: ProcessRewardConfig | None = None)
 def outcome_reward_fn(judge_fn: JudgeFn, cfg: ProcessRewardConfig | None = None) -> Callable[..., list[float]]:
     """Build the sequence-level reward for TRL's GRPOTrainer (``reward_funcs=[...]``).
 
-    The same format rule as :func:`process_reward_fn`: a malformed or truncated completion is
-    not judged and gets ``-format_penalty``.
+    The same format rule as :func:`process_reward_fn`: a malformed or truncated completion, or
+    one with more than ``max_steps`` steps, is not judged and gets ``-format_penalty``; an
+    answer the judge returns no finite score for counts as ``score_min``.
 
     Args:
         judge_fn: ``judge_fn(prompts, texts, rubrics) -> list[float]`` (1-10 scores).
-        cfg: Reward configuration (the score scale and ``format_penalty``).
+        cfg: Reward configuration (the score scale, ``max_steps`` and ``format_penalty``).
 
     Returns:
         ``outcome_reward(prompts, completions, rubrics=None, truncated=None, **kwargs) -> list[float]``:
@@ -420,11 +513,18 @@ def outcome_reward_fn(judge_fn: JudgeFn, cfg: ProcessRewardConfig | None = None)
                        truncated: Sequence[bool] | None = None, **kwargs):
         texts = [completion_text(c) for c in completions]
         truncated = list(truncated) if truncated is not None else [False] * len(texts)
-        ok = [_violation(t, bool(tr)) is None for t, tr in zip(texts, truncated)]
+        ok = [_violation(t, bool(tr), cfg) is None for t, tr in zip(texts, truncated)]
         answers = [split_thinking(t)[1] for t in texts]
         prompt_strs = [prompt_text(p) for p in prompts]
         rubrics = list(rubrics) if rubrics is not None else [None] * len(texts)
         scores = _judge_unique(judge_fn, [(i, a) for i, a in enumerate(answers) if ok[i]], prompt_strs, rubrics)
-        return [normalise_score(scores[(i, a)], cfg) if ok[i] else -cfg.format_penalty for i, a in enumerate(answers)]
+
+        def reward(i: int, answer: str) -> float:
+            if not ok[i]:
+                return -cfg.format_penalty
+            score = scores[(i, answer)]
+            return normalise_score(cfg.score_min if score is None else score, cfg)
+
+        return [reward(i, a) for i, a in enumerate(answers)]
 
     return outcome_reward
