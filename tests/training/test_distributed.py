@@ -284,3 +284,71 @@ def test_sft_in_two_processes_trains_and_saves_once(tiny_model_dir, tmp_path):
     assert max_weight_difference(final, tiny_model_dir) > 0
     assert not list((tmp_path / "sft" / "trainer").glob("checkpoint-*"))  # cleaned up once, by the main process
     assert not (tmp_path / "sft" / "launch").exists()
+
+
+@pytest.mark.slow
+def test_fsdp_shards_and_checkpoints_each_decoder_layer_of_actor_and_critic(tiny_model_dir, tmp_path):
+    """conf/accelerate/fsdp.yaml on 2 CPU processes: one FSDP unit per decoder layer (+ the root) and a checkpoint
+    wrapper around each, for the actor and the separate critic (accelerate reads ``_no_split_modules`` from the
+    wrapper given to ``prepare``; without it each model was one unit and nothing was checkpointed). The chunked
+    scores through the sharded actor and reference equal an unsharded model's, and backward reaches every shard."""
+    import json
+
+    out = tmp_path / "probe.json"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(PROJECT_ROOT / "conf" / "accelerate" / "fsdp.yaml"), "--num_processes", "2", "--main_process_port",
+           str(_free_port()), str(PROJECT_ROOT / "tests" / "training" / "fsdp_probe.py"), tiny_model_dir, str(out)]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for rank in (0, 1):
+        result = json.loads(Path(f"{out}.{rank}").read_text())
+        assert result["distributed_type"].endswith("FSDP") and result["num_layers"] == 2
+        for name in ("actor", "critic"):
+            assert result[name] == {"fsdp_units": 3, "decoder_layer_units": 2, "checkpointed": 2}, (name, result)
+        assert result["reference"] == {"fsdp_units": 3, "decoder_layer_units": 2, "checkpointed": 0}
+        assert result["actor_logprob_error"] < 1e-5 and result["reference_logprob_error"] < 1e-5
+        assert result["actor_grads"] == result["actor_params"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_collective_timeout_reaches_the_launched_processes(tmp_path, monkeypatch):
+    """launch.collective_timeout_s: exported to the workers, which pass it to init_process_group."""
+    from datetime import timedelta
+
+    from r2_write.training.launch import TIMEOUT_ENV, _process_group_kwargs
+
+    _, env = launch_command("ppo", tmp_path, LaunchParams(num_processes=2, cpu=True, collective_timeout_s=7200))
+    assert env[TIMEOUT_ENV] == "7200"
+    monkeypatch.setenv(TIMEOUT_ENV, env[TIMEOUT_ENV])
+    assert _process_group_kwargs() == {"timeout": timedelta(hours=2)}
+    monkeypatch.delenv(TIMEOUT_ENV)
+    assert _process_group_kwargs() == {}  # torch's default
+    with pytest.raises(ConfigError, match="ppo.launch.collective_timeout_s"):
+        parse_launch({"collective_timeout_s": 5}, "ppo.launch")
+
+
+def test_launched_ppo_keeps_gradient_checkpointing_as_asked(monkeypatch, tmp_path):
+    """Under fsdp.yaml (FSDP_ACTIVATION_CHECKPOINTING) the PPO worker passes gradient_checkpointing on to the trainer,
+    which leaves the layers to FSDP's wrappers and fails if none was wrapped (SFT/GRPO: TRL's flag off, FSDP's on)."""
+    import r2_write.rl.trainer as trainer_mod
+    from r2_write.training import launch as launch_mod
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_ACTIVATION_CHECKPOINTING", "true")
+    seen = {}
+    monkeypatch.setattr(trainer_mod, "train", lambda policy_dir, prompts, reward_fn, cfg, **kw: seen.update(cfg=cfg) or {})
+    payload = {"config": PPOConfig(**PPO, gradient_checkpointing=True).model_dump(),
+               "reward_config": ProcessRewardConfig().model_dump(), "reward": REWARD, "policy_dir": "x",
+               "prompts": PROMPTS, "rubrics": RUBRICS, "verify_replicas": False}
+    launch_mod._run_ppo(payload)
+    assert seen["cfg"].gradient_checkpointing is True
+    assert launch_mod._without_double_checkpointing({"gradient_checkpointing": True}, "sft") == {
+        "gradient_checkpointing": False}

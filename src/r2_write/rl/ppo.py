@@ -29,10 +29,10 @@ import torch
 from torch import nn
 
 from r2_write.rewards.process import ProcessRewardConfig, token_rewards
-from r2_write.rl.model import response_logits_and_values, response_values
+from r2_write.rl.model import response_scores, response_values
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.rollout import Rollout
-from r2_write.rl.utils import entropy_from_logits, logprobs_from_logits, masked_mean, masked_whiten
+from r2_write.rl.utils import masked_mean, masked_whiten
 
 
 # ----------------------------------------------------------------------------- rewards and advantages
@@ -248,13 +248,10 @@ def train_minibatch(
     """One optimizer step of :func:`ppo_loss` on the rollout rows ``idx`` (see :func:`_accumulated_step`)."""
 
     def micro_loss(mi: torch.Tensor, cols: slice, ids: torch.Tensor, att: torch.Tensor):
-        logits, new_values = response_logits_and_values(policy, ids, att, rollout.context_length, cfg.temperature)
-        new_logprobs = logprobs_from_logits(logits, rollout.responses[mi, cols])
-        if cfg.ent_coef:
-            entropy = entropy_from_logits(logits)
-        else:
-            with torch.no_grad():
-                entropy = entropy_from_logits(logits.detach())
+        # chunked through the LM head: no [T, vocab] logits (entropy with gradient only when ent_coef > 0)
+        new_logprobs, entropy, new_values = response_scores(
+            policy, ids, att, rollout.context_length, cfg.temperature, cfg.logits_chunk_size,
+            entropy=True, entropy_grad=bool(cfg.ent_coef))
         return ppo_loss(
             new_logprobs, rollout.logprobs[mi, cols], advantages[mi, cols],
             new_values.float() if new_values is not None else None, rollout.values[mi, cols], returns[mi, cols],

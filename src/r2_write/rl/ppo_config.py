@@ -9,7 +9,7 @@ Parameters are grouped as follows.
 
 Optimisation:
     learning_rate, critic_learning_rate, max_grad_norm, ppo_epochs, batch_size,
-    mini_batch_size, micro_batch_size, gradient_checkpointing, mixed_precision.
+    mini_batch_size, micro_batch_size, gradient_checkpointing, mixed_precision, logits_chunk_size.
 Critic:
     critic ("shared": a value head on the policy's last hidden state, one optimizer;
     "separate": veRL's critic, a second copy of the starting backbone with its own value head,
@@ -20,7 +20,8 @@ Rewards and advantages:
     kl_coef, gamma, lam, process_weight.
 Rollouts:
     rollouts_per_prompt, temperature, top_k, top_p, min_p, repetition_penalty,
-    max_new_tokens, max_prompt_length, check_length_budget, generation_batch_size, use_vllm.
+    max_new_tokens, max_prompt_length, check_length_budget, generation_batch_size, use_vllm
+    (vllm_gpu_memory_utilization, vllm_tensor_parallel_size, vllm_sleep_mode).
     Sampling is set explicitly (nothing comes from the checkpoint's generation_config.json);
     top_k, top_p < 1, min_p and repetition_penalty != 1 are off by default: they sample from
     another distribution than the one PPO's logprobs score (:meth:`PPOConfig.sampling_restrictions`).
@@ -70,6 +71,11 @@ class PPOConfig(BaseModel):
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
     mixed_precision: str = Field("no", description="Accelerate mixed precision: 'no', 'bf16' or 'fp16'.")
+    logits_chunk_size: int = Field(
+        1024,
+        description="Response positions projected through the LM head at a time when scoring (log-probs, entropy): "
+                    "no [T, vocab] fp32 logits of a whole sequence; 0 = unchunked (r2_write.rl.model.chunked_logprobs).",
+    )
     # --- critic
     critic: str = Field(
         "shared",
@@ -162,7 +168,7 @@ class PPOConfig(BaseModel):
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("vf_coef", "ent_coef", "kl_coef", "save_every", "keep_checkpoints"):
+        for name in ("vf_coef", "ent_coef", "kl_coef", "save_every", "keep_checkpoints", "logits_chunk_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"PPOConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.process_weight <= 1:

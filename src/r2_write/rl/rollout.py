@@ -22,11 +22,10 @@ from r2_write.rl.model import (
     Critic,
     PolicyWithValue,
     reference_logprobs,
-    response_logits_and_values,
+    response_scores,
     response_values,
 )
 from r2_write.rl.ppo_config import PPOConfig
-from r2_write.rl.utils import logprobs_from_logits
 
 
 @dataclass
@@ -174,12 +173,13 @@ def rollout(
         critic.eval()
     for s in range(0, len(prompts), cfg.micro_batch_size):
         ids, att = input_ids[s : s + cfg.micro_batch_size], attention_mask[s : s + cfg.micro_batch_size]
-        logits, v = response_logits_and_values(policy, ids, att, queries.shape[1], cfg.temperature)
+        lp, _, v = response_scores(policy, ids, att, queries.shape[1], cfg.temperature, cfg.logits_chunk_size)
         if critic is not None:
             v = response_values(critic, ids, att, queries.shape[1])
-        logprobs.append(logprobs_from_logits(logits, ids[:, queries.shape[1]:]))
+        logprobs.append(lp)
         values.append(v.float())
-        ref_logprobs.append(reference_logprobs(ref_model, ids, att, queries.shape[1], cfg.temperature))
+        ref_logprobs.append(reference_logprobs(ref_model, ids, att, queries.shape[1], cfg.temperature,
+                                               cfg.logits_chunk_size))
     # 3. decode, with character offsets for reward placement
     decoded = [
         decode_with_offsets(tokenizer, row[: int(n)].tolist()) for row, n in zip(responses.cpu(), mask.sum(1).cpu())
@@ -223,7 +223,7 @@ class VLLMSampler:
             tensor_parallel_size=cfg.vllm_tensor_parallel_size, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
             max_model_length=cfg.max_prompt_length + cfg.max_new_tokens, temperature=cfg.temperature,
             top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p or 0.0, repetition_penalty=cfg.repetition_penalty,
-            max_completion_length=cfg.max_new_tokens,
+            max_completion_length=cfg.max_new_tokens, enable_sleep_mode=cfg.vllm_sleep_mode,
         )
 
     def __call__(self, queries: torch.Tensor, query_mask: torch.Tensor) -> list[list[int]]:

@@ -133,10 +133,14 @@ def train(
     output_dir = Path(cfg.output_dir)
     checkpoint = latest_checkpoint(output_dir) if resume else None
     set_seed(cfg.seed)  # the value head's initialisation
-    tokenizer, policy, optimizer = load_policy(checkpoint or Path(policy_dir), cfg)
+    # FSDP with fsdp_activation_checkpointing wraps each decoder layer in a checkpoint wrapper at prepare
+    # (checked below); transformers' own checkpointing on top would recompute every layer twice
+    fsdp_ac = fsdp and bool(getattr(accelerator.state.fsdp_plugin, "activation_checkpointing", False))
+    load_cfg = cfg.model_copy(update={"gradient_checkpointing": False}) if fsdp_ac else cfg
+    tokenizer, policy, optimizer = load_policy(checkpoint or Path(policy_dir), load_cfg)
     critic, critic_optimizer = None, None
     if cfg.critic == "separate":
-        critic, critic_optimizer = load_critic(checkpoint or Path(policy_dir), cfg)
+        critic, critic_optimizer = load_critic(checkpoint or Path(policy_dir), load_cfg)
     ref_model = load_causal_lm(policy_dir).eval().requires_grad_(False)
     start_step, history = 0, []
     if checkpoint is not None:  # under FSDP the optimizer states load once the models are sharded (below)
@@ -148,6 +152,7 @@ def train(
         critic, critic_optimizer = accelerator.prepare(critic, critic_optimizer)
         unwrapped_critic = accelerator.unwrap_model(critic)
     if fsdp:  # the frozen reference is sharded like the policy (each decoder layer gathered only while it runs)
+        _check_sharding(policy, critic, cfg.gradient_checkpointing and fsdp_ac)
         ref_model = _shard_frozen(ref_model, accelerator)
         if checkpoint is not None:
             _load_full_optimizer_states(checkpoint, policy, optimizer, critic, critic_optimizer)
@@ -227,6 +232,7 @@ def train(
                 save_checkpoint(output_dir / f"checkpoint-{step}", unwrapped, tokenizer, optimizer, step, history,
                                 critic=unwrapped_critic, critic_optimizer=critic_optimizer, states=states)
                 prune_checkpoints(output_dir, cfg.keep_checkpoints)
+            accelerator.wait_for_everyone()  # the other ranks wait for the write (launch.collective_timeout_s)
 
     progress.close()
 
@@ -442,6 +448,39 @@ def _load_full_optimizer_states(checkpoint: Path, policy, optimizer, critic=None
     if critic is not None:
         set_optimizer_state_dict(critic, critic_optimizer,
                                  torch.load(checkpoint / CRITIC_DIR / OPTIMIZER_FILE, map_location="cpu"), options=full)
+
+
+def sharding_summary(model: nn.Module) -> dict[str, int]:
+    """FSDP units and activation-checkpoint wrappers inside ``model`` (a prepared actor, critic or reference).
+
+    ``fsdp_units`` counts the modules ``fully_shard`` made units (each decoder layer and the
+    root); ``decoder_layer_units`` those among them whose class is in ``_no_split_modules``;
+    ``checkpointed`` the checkpoint wrappers accelerate put around layers.
+    """
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
+    from torch.distributed.fsdp import FSDPModule
+
+    layers = set(getattr(model, "_no_split_modules", None) or [])
+    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    return {
+        "fsdp_units": len(units),
+        "decoder_layer_units": sum(any(c.__name__ in layers for c in type(getattr(m, "_checkpoint_wrapped_module", m)).__mro__)
+                                   for m in units),
+        "checkpointed": sum(isinstance(m, CheckpointWrapper) for m in model.modules()),
+    }
+
+
+def _check_sharding(policy: nn.Module, critic: nn.Module | None, checkpointing: bool) -> None:
+    """Log the prepared models' FSDP units; fail when asked-for activation checkpointing wrapped nothing."""
+    for name, model in (("actor" if critic is not None else "policy", policy), ("critic", critic)):
+        if model is None:
+            continue
+        summary = sharding_summary(model)
+        logger.info("FSDP %s: %d units (%d decoder layers), %d activation-checkpointed layers", name,
+                    summary["fsdp_units"], summary["decoder_layer_units"], summary["checkpointed"])
+        if checkpointing and not summary["checkpointed"]:
+            raise RuntimeError(f"gradient_checkpointing is on and FSDP's activation checkpointing was to do it, but "
+                               f"the prepared {name} has no checkpointed layer (no _no_split_modules on the wrapper?)")
 
 
 def _shard_frozen(model: nn.Module, accelerator) -> nn.Module:

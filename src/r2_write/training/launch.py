@@ -55,6 +55,7 @@ SPEC_FILE, RESULT_FILE = "spec.json", "result.json"
 _ERROR_LINE = re.compile(r"Error|Exception|terminate called|Traceback|\[rank \d+\] (?:ERROR|WARNING)")
 STAGES = ("ppo", "sft", "grpo")
 _WAIT_ENV = "R2_WRITE_LAUNCH_WAIT_S"  # how long a worker on another machine waits for spec.json
+TIMEOUT_ENV = "R2_WRITE_COLLECTIVE_TIMEOUT_S"  # launch.collective_timeout_s, read by each worker's process group
 FSDP_ON_CPU_ENV = "R2_WRITE_FSDP_ON_CPU"  # tests only: run accelerate's FSDP2 path on CPU processes (gloo)
 
 
@@ -82,6 +83,10 @@ class LaunchParams(BaseModel):
         False, description="Fail unless every process ends with the same weights (data parallelism only: FSDP "
                            "and ZeRO-3 shard them). Costs one hash of the weights per process.")
     keep_run_dir: bool = Field(False, description="Keep spec.json/result.json after a successful run.")
+    collective_timeout_s: int | None = Field(
+        None, ge=60, description="Timeout of every collective (barrier, all-reduce, FSDP all-gather) in seconds; "
+                                 "None = torch's default (10 minutes). Ranks wait at collectives while others "
+                                 "generate 25k-token rollouts, wait for the judge API or write checkpoints.")
 
 
 def parse_launch(data: Any, where: str) -> LaunchParams | None:
@@ -187,6 +192,8 @@ def launch_command(stage: str, run_dir: Path, launch: LaunchParams) -> tuple[lis
     env = dict(launch.env)
     if _use_cpu(launch):
         env["ACCELERATE_USE_CPU"] = "true"
+    if launch.collective_timeout_s is not None:
+        env[TIMEOUT_ENV] = str(launch.collective_timeout_s)
     return cmd, env
 
 
@@ -301,6 +308,14 @@ def _write_json(path: Path, data: Any) -> None:
 # ----------------------------------------------------------------------------- launched side
 
 
+def _process_group_kwargs() -> dict:
+    """``init_process_group`` arguments: the collective timeout of ``launch.collective_timeout_s`` when set."""
+    from datetime import timedelta
+
+    seconds = os.environ.get(TIMEOUT_ENV)
+    return {"timeout": timedelta(seconds=int(seconds))} if seconds else {}
+
+
 def _fsdp_activation_checkpointing() -> bool:
     """Whether the accelerate config launched FSDP with its own activation checkpointing (fsdp.yaml)."""
     flag = lambda name: os.environ.get(name, "false").lower() in ("true", "1")  # noqa: E731
@@ -308,7 +323,13 @@ def _fsdp_activation_checkpointing() -> bool:
 
 
 def _without_double_checkpointing(config: dict, stage: str) -> dict:
-    """Transformers' gradient checkpointing off when FSDP checkpoints the activations (both at once is an error)."""
+    """SFT/GRPO: TRL's gradient checkpointing off when FSDP checkpoints the activations (both at once is an error).
+
+    The activations are still checkpointed: accelerate wraps each decoder layer (the model's
+    ``_no_split_modules``) in a checkpoint wrapper. PPO is not passed through here: its trainer
+    keeps ``gradient_checkpointing`` and checks that FSDP wrapped its layers
+    (:func:`r2_write.rl.trainer.sharding_summary`).
+    """
     if config.get("gradient_checkpointing") and _fsdp_activation_checkpointing():
         logger.info("%s: FSDP checkpoints the activations (fsdp_activation_checkpointing); %s.gradient_checkpointing "
                     "is left to it", stage, stage)
@@ -322,7 +343,7 @@ def _run_ppo(payload: dict) -> dict:
     from r2_write.rl.trainer import train
     from r2_write.rl.ppo_config import PPOConfig
 
-    cfg = PPOConfig(**_without_double_checkpointing(payload["config"], "ppo"))
+    cfg = PPOConfig(**payload["config"])  # gradient_checkpointing as asked: the trainer picks FSDP's or transformers'
     reward_cfg = ProcessRewardConfig(**payload["reward_config"])
     reward_fn, judge = build_reward(payload["reward"], reward_cfg)
     out = train(payload["policy_dir"], payload["prompts"], reward_fn, cfg, rubrics=payload["rubrics"],
@@ -365,7 +386,7 @@ def worker(stage: str, run_dir: str | Path) -> None:
     # the process group (and each process's GPU) before any model or judge; PartialState reads
     # ACCELERATE_USE_CPU only when told (the Accelerator reads it itself): without it, processes
     # without CUDA would each see a world of one
-    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"), **_process_group_kwargs())
     if int(os.environ.get("WORLD_SIZE", "1")) != state.num_processes:
         raise RuntimeError(f"launched as {os.environ.get('WORLD_SIZE')} processes but accelerate sees "
                            f"{state.num_processes} ({state.distributed_type}): no GPU here? set launch.cpu: true")
