@@ -208,6 +208,11 @@ class VLLMSampler:
     ``SamplingParams`` are built from these values only) and gets the policy's weights after
     every update (:meth:`sync_weights`). It returns token ids only: the logprobs PPO needs are
     recomputed by the policy, as with ``generate``.
+
+    ``vllm_sleep_mode``: the engine sleeps at level 2 (weights and KV cache released) from the
+    end of each rollout until the next one, so scoring and the update have the GPU memory
+    vLLM held; :meth:`sync_weights` wakes its weights and loads the updated policy into them,
+    and the next rollout wakes the KV cache (TRL's ``VLLMGeneration`` does the calls).
     """
 
     def __init__(self, lm: nn.Module, accelerator, tokenizer, cfg: PPOConfig, generation_cls=None):
