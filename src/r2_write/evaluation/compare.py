@@ -59,6 +59,16 @@ nothing about the variant then)."""
 
 MARK_TRUNCATED = "†"
 MARK_DEGENERATE = "⚠"
+MARK_IDENTICAL = "="
+
+HEADLINE_COLUMNS = [
+    "variant", "writingbench_overall", "kpr", "quality_overall", "response_tokens", "reflections_per_response",
+    "steps_raised_share",
+]
+"""The headline table's metric columns (then ``flags``); the full table keeps every column."""
+IDENTITY_COLUMNS = ["model_sha256", "same_weights_as", "same_weights_reason"]
+"""Added by :func:`mark_identical_weights`: the model's content hash, the earlier variant with the
+same weights (None when unique) and why they came out the same."""
 
 
 def count_reflections(text: str) -> int:
@@ -265,6 +275,141 @@ def comparison_marks(table: pd.DataFrame) -> tuple[dict[tuple[int, str], str], l
     return marks, [notes[m] for m in (MARK_TRUNCATED, MARK_DEGENERATE) if m in used]
 
 
+def model_fingerprints(models: dict[str, str]) -> pd.DataFrame:
+    """Each variant's model by content: one row per variant (variant, model, model_sha256).
+
+    A local checkpoint directory is hashed over every file's name and bytes
+    (:func:`~r2_write.llm.cache.model_identity`, memoised per process), so two catalog versions
+    that hold the same weights (a reused training, an update that changed nothing) match
+    whatever their paths; a hosted model is named by its name.
+    """
+    from r2_write.llm.cache import model_identity
+
+    return pd.DataFrame(
+        [{"variant": v, "model": str(m), "model_sha256": model_identity(str(m))} for v, m in models.items()],
+        columns=["variant", "model", "model_sha256"],
+    )
+
+
+def identical_weights_reason(first: str, second: str, histories: dict[str, pd.DataFrame] | None = None) -> str:
+    """Why ``second`` came out with ``first``'s weights, read from their training histories when there are any.
+
+    Two PPO trainings from the same policy with the same seed differ only through their rewards;
+    when every step's reward was the same (typically: every rollout truncated, so both saw only
+    the format penalty and the process term was 0), the updates, and so the weights, are the same.
+
+    >>> h = pd.DataFrame({"reward/mean": [-1.0, -1.0], "reward/process": [0.0, 0.0], "response/truncated_frac": [1.0, 1.0]})
+    >>> identical_weights_reason("ppo", "ppo_outcome", {"ppo": h, "ppo_outcome": h})[:60]
+    'ppo and ppo_outcome saw the same reward at every step (2 ste'
+    """
+    histories = histories or {}
+    a, b = histories.get(first), histories.get(second)
+    if a is None or b is None or "reward/mean" not in a or "reward/mean" not in b:
+        return (f"{first} and {second} hold byte-identical model files: the second training (or evaluation "
+                f"entry) produced no change of its own")
+    ra, rb = a["reward/mean"].to_numpy(dtype=float), b["reward/mean"].to_numpy(dtype=float)
+    if len(ra) == len(rb) and all((x == y) or (math.isnan(x) and math.isnan(y)) for x, y in zip(ra, rb)):
+        trunc = pd.concat([a, b]).get("response/truncated_frac")
+        process = pd.concat([a, b]).get("reward/process")
+        why = []
+        if trunc is not None and trunc.notna().any():
+            why.append(f"{float(trunc.mean()):.0%} of their rollouts truncated, which earn the format penalty only")
+        if process is not None and process.notna().any() and float(process.abs().max()) == 0.0:
+            why.append("the process term was 0 in every rollout")
+        because = f" ({'; '.join(why)})" if why else ""
+        return (f"{first} and {second} saw the same reward at every step ({len(ra)} steps){because}: with the same "
+                f"seed and starting policy the updates were the same, so lambda made no difference; give the "
+                f"rollouts room to finish (ppo.max_new_tokens) or more steps")
+    return (f"{first} and {second} saw different rewards but hold byte-identical model files: the updates "
+            f"did not change the stored weights (learning rate, steps)")
+
+
+def mark_identical_weights(
+    table: pd.DataFrame, fingerprints: pd.DataFrame, histories: dict[str, pd.DataFrame] | None = None
+) -> pd.DataFrame:
+    """The comparison table with :data:`IDENTITY_COLUMNS`: which variants' weights came out identical, and why.
+
+    Args:
+        table: Output of :func:`comparison_table`.
+        fingerprints: Output of :func:`model_fingerprints` (variants missing there get NaN).
+        histories: Training histories by variant (``<variant>.history``), read for the reason.
+
+    Returns:
+        ``table`` plus ``model_sha256``; ``same_weights_as``: the first earlier variant (table
+        order) whose checkpoint directory is another one with the same content hash, else None
+        (a variant that names the same directory, or the same hosted model, is listed twice on
+        purpose); ``same_weights_reason``: why, else None.
+    """
+    out = table.copy()
+    sha = dict(zip(fingerprints["variant"], fingerprints["model_sha256"]))
+    where = dict(zip(fingerprints["variant"], fingerprints["model"]))
+    out["model_sha256"] = [sha.get(v) for v in out["variant"]]
+    first_seen: dict[str, tuple[str, str]] = {}  # hash -> (first variant, its model path)
+    same, reasons = [], []
+    for v, h in zip(out["variant"], out["model_sha256"]):
+        seen = first_seen.get(h) if isinstance(h, str) and h.startswith("sha256:") else None
+        earlier = seen[0] if seen and seen[1] != where.get(v) else None  # the same directory twice is on purpose
+        same.append(earlier)
+        reasons.append(identical_weights_reason(earlier, v, histories) if earlier else None)
+        if isinstance(h, str):
+            first_seen.setdefault(h, (v, where.get(v)))
+    out["same_weights_as"] = same
+    out["same_weights_reason"] = reasons
+    for v, earlier, why in zip(out["variant"], same, reasons):
+        if earlier:
+            logger.warning("evaluation: %s has the same weights as %s: %s", v, earlier, why)
+    return out
+
+
+def _flag_label(mark: str, cols: list[str]) -> str:
+    short = sorted({"writingbench" if c.startswith("writingbench") else "drg" for c in cols}) if mark == MARK_TRUNCATED else cols
+    return f"{mark} {', '.join(short)}"
+
+
+def headline_table(table: pd.DataFrame, marks: dict[tuple[int, str], str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """The headline: :data:`HEADLINE_COLUMNS` and a ``flags`` column, one row per distinct set of weights.
+
+    Variants whose weights came out identical (``same_weights_as``, :func:`mark_identical_weights`)
+    share one row named ``a = b`` and flagged :data:`MARK_IDENTICAL`, instead of two rows that look
+    like two results. ``flags`` lists the markers of the row's cells (:func:`comparison_marks`),
+    e.g. ``⚠ kpr`` for a degenerate key-point judge.
+
+    Returns:
+        (headline frame, marks re-addressed to its rows and columns, for :func:`to_markdown`).
+    """
+    marks = marks or {}
+    same = table["same_weights_as"] if "same_weights_as" in table else pd.Series([None] * len(table))
+    rows, out_marks = [], {}
+    for i, row in enumerate(table.to_dict("records")):
+        if isinstance(same.iloc[i], str):
+            continue  # shown in the row of the variant it duplicates
+        twins = [v for v, s in zip(table["variant"], same) if s == row["variant"]]
+        flags: dict[str, list[str]] = {}  # marker -> its cells, in column order
+        for c in table.columns:
+            for one in marks.get((i, c), "").split():
+                flags.setdefault(one, []).append(c)
+        k = len(rows)
+        out_marks.update({(k, c): m for (r, c), m in marks.items() if r == i and c in HEADLINE_COLUMNS})
+        text = [_flag_label(m, cols) for m, cols in flags.items()]
+        if twins:
+            text.append(f"{MARK_IDENTICAL} identical weights")
+        rows.append({**{c: row.get(c, math.nan) for c in HEADLINE_COLUMNS},
+                     "variant": " = ".join([row["variant"], *twins]), "flags": "; ".join(text) or None})
+    return pd.DataFrame(rows, columns=[*HEADLINE_COLUMNS, "flags"]), out_marks
+
+
+def identical_notes(table: pd.DataFrame) -> list[str]:
+    """Footnotes for variants with identical weights (one line per duplicate, with its reason)."""
+    if "same_weights_as" not in table:
+        return []
+    return [
+        f"{MARK_IDENTICAL} {v} has the same weights as {s} (model sha256 {str(h).removeprefix('sha256:')[:12]}): {why}. "
+        "Their evaluation rows are one result, not two."
+        for v, s, h, why in zip(table["variant"], table["same_weights_as"], table["model_sha256"], table["same_weights_reason"])
+        if isinstance(s, str)
+    ]
+
+
 def breakdown_wide(breakdowns: list[pd.DataFrame]) -> pd.DataFrame:
     """Variants side by side in the WritingBench breakdown (domain, requirement subset, subdomain).
 
@@ -303,8 +448,13 @@ def breakdown_markdown(wide: pd.DataFrame) -> str:
 def comparison_chart(table: pd.DataFrame) -> Figure:
     """Grouped bar charts of the comparison table: WritingBench, DeepResearchGym, length.
 
+    Flagged values (:func:`comparison_marks`: a degenerate key-point judge's KPR, scores of
+    texts the judge saw cut) are drawn hatched and pale with their marker above the bar, so
+    a KPR of 100 from a judge that calls everything Supported does not read as the best bar.
+    Variants with identical weights (``same_weights_as``) share one bar, labelled ``a = b``.
+
     Args:
-        table: Output of :func:`comparison_table`.
+        table: Output of :func:`comparison_table` (optionally :func:`mark_identical_weights`).
 
     Returns:
         A matplotlib figure (built without pyplot; PNG rendering uses Agg).
@@ -315,22 +465,36 @@ def comparison_chart(table: pd.DataFrame) -> Figure:
         ("DeepResearchGym quality (100 scale)", DRG_COLUMNS[3:]),
         ("Length", LENGTH_COLUMNS),
     ]
-    fig = Figure(figsize=(14, 8))  # no pyplot: no global state, rendered by Agg on save
+    marks, notes = comparison_marks(table) if "variant" in table else ({}, [])
+    fig = Figure(figsize=(14, 8.5 if notes else 8))  # no pyplot: no global state, rendered by Agg on save
     axes = fig.subplots(2, 2)
-    variants = list(table["variant"]) if "variant" in table else []
+    same = list(table["same_weights_as"]) if "same_weights_as" in table else [None] * len(table)
+    shown = [i for i in range(len(table)) if not isinstance(same[i], str)]
+    labels = {i: " = ".join([table["variant"].iloc[i], *[v for v, s in zip(table["variant"], same) if s == table["variant"].iloc[i]]])
+              for i in shown}
     for ax, (title, cols) in zip(axes.flat, panels):
         cols = [c for c in cols if c in table.columns]
-        width = 0.8 / max(len(variants), 1)
-        for i, v in enumerate(variants):
-            vals = [float(table.loc[table["variant"] == v, c].iloc[0]) for c in cols]
-            ax.bar([j + i * width for j in range(len(cols))], [0.0 if math.isnan(x) else x for x in vals], width, label=v)
-        ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(cols))])
+        width = 0.8 / max(len(shown), 1)
+        for k, i in enumerate(shown):
+            vals = [float(table[c].iloc[i]) for c in cols]
+            xs = [j + k * width for j in range(len(cols))]
+            bars = ax.bar(xs, [0.0 if math.isnan(x) else x for x in vals], width, label=labels[i])
+            for bar, c, x, v in zip(bars, cols, xs, vals):
+                if (i, c) in marks:
+                    bar.set_hatch("///")
+                    bar.set_alpha(0.35)
+                    bar.set_edgecolor("#b00000")
+                    ax.text(x, 0.0 if math.isnan(v) else v, marks[(i, c)], ha="center", va="bottom", color="#b00000",
+                            fontsize=11, gid=f"flag:{table['variant'].iloc[i]}:{c}")
+        ax.set_xticks([j + width * (len(shown) - 1) / 2 for j in range(len(cols))])
         ax.set_xticklabels([c.replace("writingbench_", "wb_").replace("quality_", "q_") for c in cols], rotation=30, ha="right")
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
-    if variants:
+    if shown:
         axes.flat[0].legend(title="variant", fontsize=8)
-    fig.tight_layout()
+    if notes:  # hatched bars are explained under the panels
+        fig.text(0.01, 0.005, "hatched: " + "  ".join(n.split(":")[0] for n in notes), fontsize=8, color="#b00000")
+    fig.tight_layout(rect=(0, 0.03 if notes else 0, 1, 1))
     return fig
 
 

@@ -38,7 +38,8 @@ def test_pipeline_wiring():
     assert {"writingbench_queries", "deepresearchgym_queries", "synthesis.steps"} <= pipe.inputs()
     compare = next(n for n in pipe.nodes if n.name == "compare_variants_node")
     assert compare.inputs[: len(VARIANTS)] == [f"evaluation.{v}.summary" for v in VARIANTS]
-    assert [f"evaluation.{v}.writingbench_breakdown" for v in VARIANTS] == compare.inputs[len(VARIANTS) :]
+    assert [f"evaluation.{v}.writingbench_breakdown" for v in VARIANTS] == compare.inputs[len(VARIANTS) : 2 * len(VARIANTS)]
+    assert compare.inputs[2 * len(VARIANTS) :] == ["evaluation.model_fingerprints", "ppo.history", "ppo_outcome.history"]
     assert all("evaluation" in n.tags for n in pipe.nodes)
     assert "evaluation_sft" in next(n for n in pipe.nodes if n.name.startswith("evaluation.sft.")).tags
 

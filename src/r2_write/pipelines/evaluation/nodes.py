@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from r2_write.config import ConfigError, parse_params
-from r2_write.evaluation import compare, deepresearchgym as drg, writingbench as wb
+from r2_write.evaluation import compare, deepresearchgym as drg, dynamics, writingbench as wb
 from r2_write.evaluation.retrieval import RetrieverConfig, build_retriever
 from r2_write.judge.judge import JudgeConfig, JudgeOverrides, RubricJudge
 from r2_write.judge.report import ReportJudge
@@ -362,39 +362,82 @@ def summarize_variant(
     return pd.DataFrame([{"variant": variant, **metrics}]), mlflow_metrics(compare.prefixed(metrics, variant)), breakdown
 
 
+def fingerprint_models(*models: str, variants: dict[str, str]) -> pd.DataFrame:
+    """Each variant's model by content (variant, model, model_sha256), so identical weights are caught.
+
+    Args:
+        *models: The loaded model datasets (directories or hosted model names), one per distinct
+            dataset of ``variants``, in their first-seen order.
+        variants: Variant name -> its model dataset (bound when the pipeline is built).
+
+    Returns:
+        :func:`r2_write.evaluation.compare.model_fingerprints`.
+    """
+    datasets = list(dict.fromkeys(variants.values()))
+    if len(models) != len(datasets):
+        raise ValueError(f"{len(models)} models for {len(datasets)} model datasets")
+    loaded = dict(zip(datasets, models))
+    return compare.model_fingerprints({v: loaded[d] for v, d in variants.items()})
+
+
 def compare_variants(*tables: pd.DataFrame) -> tuple[pd.DataFrame, str, Figure, pd.DataFrame]:
     """Build the variants x metrics comparison table, its markdown, a bar chart and the breakdown.
 
     Args:
         *tables: Each variant's one-row summary and its WritingBench breakdown (told apart
-            by the breakdown's ``level`` column), variants in the order of their summaries.
+            by the breakdown's ``level`` column), variants in the order of their summaries;
+            optionally the model fingerprints (``model_sha256`` column) and training histories
+            (``reward/mean`` column, one ``variant``), which mark variants with identical weights.
 
     Returns:
-        (table, markdown, figure, breakdown): the markdown holds the table (cells of cut
-        texts or a degenerate judge marked, with footnotes), then the WritingBench scores
+        (table, markdown, figure, breakdown): the markdown leads with the headline table
+        (:func:`r2_write.evaluation.compare.headline_table`: the main scores, length, reflections,
+        a flags column; variants with identical weights in one row) and its footnotes, then the
+        full table (cells of cut texts or a degenerate judge marked), then the WritingBench scores
         by requirement subset and by subdomain; ``breakdown`` is
         :func:`r2_write.evaluation.compare.breakdown_wide`.
     """
-    summaries = [t for t in tables if "level" not in t.columns]
-    breakdowns = [t for t in tables if "level" in t.columns]
+    fingerprints = [t for t in tables if "model_sha256" in t.columns]
+    histories = {str(t["variant"].iloc[0]): t for t in tables if "reward/mean" in t.columns and len(t)}
+    rest = [t for t in tables if "model_sha256" not in t.columns and "reward/mean" not in t.columns]
+    summaries = [t for t in rest if "level" not in t.columns]
+    breakdowns = [t for t in rest if "level" in t.columns]
     table = compare.comparison_table(summaries)
+    if fingerprints:
+        table = compare.mark_identical_weights(table, fingerprints[0], histories)
     marks, notes = compare.comparison_marks(table)
-    markdown = compare.to_markdown(
-        table, title="R2-Write evaluation: variants x metrics", marks=marks,
-        column_digits={c: 2 for c in compare.REFLECTION_COLUMNS},
-    )
-    notes.append(
-        "steps_*: reflection->revision steps in each variant's own WritingBench responses, judged before and "
-        f"after (shares of scored steps; paper: >{compare.PAPER_RAISED_SHARE:.2f} raised, "
-        f"~{compare.PAPER_LOWERED_SHARE:.2f} lowered); the synthesis steps are in evaluation.reflection_effects."
-    )
+    notes += compare.identical_notes(table)
+    headline, headline_marks = compare.headline_table(table, marks)
+    digits = {c: 2 for c in compare.REFLECTION_COLUMNS}
+    markdown = compare.to_markdown(headline, title="R2-Write evaluation: headline", marks=headline_marks,
+                                   column_digits=digits)
     if notes:
         markdown += "\n" + "\n".join(notes) + "\n"
+    detail = table.drop(columns=[c for c in ("model_sha256", "same_weights_reason") if c in table.columns])
+    markdown += "\n" + compare.to_markdown(detail, title="Full detail: variants x metrics", marks=marks, column_digits=digits)
+    markdown += (
+        "\nsteps_*: reflection->revision steps in each variant's own WritingBench responses, judged before and "
+        f"after (shares of scored steps; paper: >{compare.PAPER_RAISED_SHARE:.2f} raised, "
+        f"~{compare.PAPER_LOWERED_SHARE:.2f} lowered); the synthesis steps are in evaluation.reflection_effects.\n"
+    )
     wide = compare.breakdown_wide(breakdowns)
     sections = compare.breakdown_markdown(wide)
     if sections:
         markdown += "\n" + sections
     return table, markdown, compare.comparison_chart(table), wide
+
+
+def plot_reward_and_length_dynamics(ppo_history: pd.DataFrame, ppo_outcome_history: pd.DataFrame) -> Figure:
+    """PPO with the process reward and outcome-only PPO on the same axes: reward, length, reflections per step.
+
+    Args:
+        ppo_history: ``ppo.history`` (one row per PPO step).
+        ppo_outcome_history: ``ppo_outcome.history``.
+
+    Returns:
+        :func:`r2_write.evaluation.dynamics.dynamics_chart` (the paper's reward and length dynamics).
+    """
+    return dynamics.dynamics_chart({"ppo": ppo_history, "ppo_outcome": ppo_outcome_history})
 
 
 def reflection_effects(

@@ -4,9 +4,13 @@ Shared inputs are prepared once (``evaluation.writingbench_inputs``, ``evaluatio
 ``evaluation.drg_passages``); then one modular pipeline per model variant, namespaced
 ``evaluation.<variant>`` (datasets ``evaluation.<variant>.writingbench_scores`` ...; nodes
 ``evaluation.<variant>.generate_writingbench_responses_node`` ...), reads the variant's model
-dataset; finally ``compare_variants_node`` joins every variant's summary into one table and
+dataset; ``fingerprint_models_node`` hashes every variant's model by content
+(``evaluation.model_fingerprints``); ``compare_variants_node`` joins every variant's summary into
+one table (a headline, identical weights shown as one result, then the full detail) and
 ``reflection_effects_node`` sets the synthesis reflection steps beside each variant's own
-(``evaluation.<variant>.reflection_steps``, judged by ``judge_reflection_steps_node``).
+(``evaluation.<variant>.reflection_steps``, judged by ``judge_reflection_steps_node``). With
+both ``ppo`` and ``ppo_outcome`` evaluated, ``plot_reward_and_length_dynamics_node`` draws their
+training histories on the same axes (``evaluation.ppo_dynamics_plot``).
 
 Run a subset of variants with ``kedro run --pipelines evaluation --namespaces evaluation.base``
 (the comparison then needs the other summaries from an earlier run), or build the pipeline
@@ -19,12 +23,14 @@ from kedro.pipeline import Node, Pipeline
 
 from .nodes import (
     compare_variants,
+    fingerprint_models,
     generate_drg_reports,
     generate_writingbench_responses,
     judge_drg_key_points,
     judge_drg_quality,
     judge_reflection_steps,
     judge_writingbench_responses,
+    plot_reward_and_length_dynamics,
     reflection_effects,
     retrieve_drg_passages,
     select_drg_queries,
@@ -41,6 +47,10 @@ VARIANTS: dict[str, str] = {
 }
 """Model variants evaluated by default: name -> model dataset (a ModelDirectoryDataset)."""
 
+DYNAMICS = {"ppo": "ppo.history", "ppo_outcome": "ppo_outcome.history"}
+"""When both PPO variants are evaluated, their training histories feed the joint reward and length
+dynamics plot (``evaluation.ppo_dynamics_plot``) and the reason given for identical weights."""
+
 SHARED = {
     "writingbench_inputs": "evaluation.writingbench_inputs",
     "drg_inputs": "evaluation.drg_inputs",
@@ -54,6 +64,10 @@ def _bind_variant(variant: str):
 
 def _bind_variants(variants: list[str]):
     return update_wrapper(partial(reflection_effects, variants=variants), reflection_effects)
+
+
+def _bind_fingerprints(variants: dict[str, str]):
+    return update_wrapper(partial(fingerprint_models, variants=variants), fingerprint_models)
 
 
 def _variant_pipeline(variant: str, model_dataset: str) -> Pipeline:
@@ -125,6 +139,16 @@ def create_pipeline(variants: dict[str, str] | list[str] | None = None, **kwargs
         variants = {v: VARIANTS.get(v, f"{v}.model") for v in variants}
     if not variants:
         raise ValueError("evaluation needs at least one model variant")
+    both_ppo = all(variants.get(v) == f"{v}.model" for v in DYNAMICS)
+    histories = list(DYNAMICS.values()) if both_ppo else []
+    dynamics = [
+        Node(
+            plot_reward_and_length_dynamics,
+            inputs=histories,
+            outputs="evaluation.ppo_dynamics_plot",
+            name="plot_reward_and_length_dynamics_node",
+        )
+    ] if both_ppo else []
     shared = Pipeline(
         [
             Node(
@@ -146,8 +170,15 @@ def create_pipeline(variants: dict[str, str] | list[str] | None = None, **kwargs
                 name="retrieve_drg_passages_node",
             ),
             Node(
+                _bind_fingerprints(dict(variants)),
+                inputs=list(dict.fromkeys(variants.values())),
+                outputs="evaluation.model_fingerprints",
+                name="fingerprint_models_node",
+            ),
+            Node(
                 compare_variants,
-                inputs=[f"evaluation.{v}.summary" for v in variants] + [f"evaluation.{v}.writingbench_breakdown" for v in variants],
+                inputs=[f"evaluation.{v}.summary" for v in variants] + [f"evaluation.{v}.writingbench_breakdown" for v in variants]
+                + ["evaluation.model_fingerprints"] + histories,
                 outputs=[
                     "evaluation.comparison",
                     "evaluation.comparison_markdown",
@@ -162,7 +193,8 @@ def create_pipeline(variants: dict[str, str] | list[str] | None = None, **kwargs
                 outputs=["evaluation.reflection_effects", "evaluation.reflection_effects_plot"],
                 name="reflection_effects_node",
             ),
-        ],
+        ]
+        + dynamics,
         tags="evaluation",
     )
     return shared + sum((_variant_pipeline(v, m) for v, m in variants.items()), Pipeline([]))
