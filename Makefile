@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install install-test model run test test-fast test-oracle viz benchmarks clean
+.PHONY: install install-test model run test test-fast test-oracle viz benchmarks clean clean-models
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -60,6 +60,10 @@ benchmarks: install-test model
 	$(BIN)/python benchmarks/ppo_step.py
 	$(BIN)/python benchmarks/learning_signal.py
 	$(BIN)/python benchmarks/stage_times.py
+
+# keep the newest model versions and trainings per stage (catalog keep_versions / keep_trained); reports the space freed
+clean-models: install
+	$(BIN)/kedro clean-models
 
 clean:
 	rm -rf data/0[2-8]_*/*/ data/0[2-8]_*/*.parquet data/cache/*.sqlite* mlflow.db mlruns
