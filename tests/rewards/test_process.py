@@ -45,26 +45,26 @@ class RecordingJudge:
 
 
 def test_version_rewards_against_the_last_credited_version():
-    cfg = ProcessRewardConfig(redundancy_penalty=0.2, step_cost=0.0, min_gain=0.0, max_steps=4)
+    cfg = ProcessRewardConfig(redundancy_penalty=0.02, step_cost=0.0, min_gain=0.18)
     got = version_rewards([4, 6, 6, 5, 10], cfg)
     assert [v.kind for v in got] == ["draft", "improved", "redundant", "worsened", "improved"]
-    assert [v.reward for v in got] == pytest.approx([3 / 9, 2 / 9, -0.2, -0.2, 4 / 9])  # 10 vs best 6, not vs 5
+    assert [v.reward for v in got] == pytest.approx([3 / 9, 2 / 9, -0.02, -0.02, 4 / 9])  # 10 vs best 6, not vs 5
 
 
 def test_version_rewards_are_capped_at_the_answer():
-    cfg = ProcessRewardConfig(redundancy_penalty=0.2, step_cost=0.0, min_gain=0.0, max_steps=4)
+    cfg = ProcessRewardConfig(redundancy_penalty=0.02, step_cost=0.0, min_gain=0.18)
     got = version_rewards([4, 9, 10, 7], cfg, answer=7)  # versions above the answer count at 7
     assert [v.kind for v in got] == ["draft", "improved", "redundant", "worsened"]
-    assert [v.reward for v in got] == pytest.approx([3 / 9, 3 / 9, -0.2, -0.2])
+    assert [v.reward for v in got] == pytest.approx([3 / 9, 3 / 9, -0.02, -0.02])
     below = version_rewards([8, 9], cfg, answer=5)  # a draft above the answer anchors at the answer
-    assert [v.reward for v in below] == pytest.approx([4 / 9, -0.2])
+    assert [v.reward for v in below] == pytest.approx([4 / 9, -0.02])
 
 
 def test_version_rewards_min_gain_and_unjudged_versions():
-    cfg = ProcessRewardConfig(min_gain=1.0, redundancy_penalty=0.5, step_cost=0.0, max_steps=1)
-    got = version_rewards([4, 5, 6.5, None, 4, 4, 4], cfg)  # 6.5 beats the last credited version (4) by 2.5
-    assert [v.kind for v in got] == ["draft", "redundant", "improved", "redundant", "worsened", "worsened", "worsened"]
-    assert [v.reward for v in got] == pytest.approx([3 / 9, -0.5, 2.5 / 9, -0.5, -0.5, -0.5, -0.5])  # no cap
+    cfg = ProcessRewardConfig(min_gain=1.0, redundancy_penalty=0.1, step_cost=0.0)
+    got = version_rewards([4, 5, 6.5, None, 4, 4, 4, 4, 4, 4, 4], cfg)  # 6.5 beats the last credited (4) by 2.5
+    assert [v.kind for v in got] == ["draft", "redundant", "improved", "redundant"] + ["worsened"] * 7
+    assert [v.reward for v in got] == pytest.approx([3 / 9, -0.1, 2.5 / 9] + [-0.1] * 8)  # penalties never stop
     assert [v.kind for v in version_rewards([None, 8], cfg)] == ["draft", "no_draft"]
     assert [v.kind for v in version_rewards([8, 9], cfg, has_draft=False)] == ["no_draft", "no_draft"]
 
@@ -80,6 +80,15 @@ def test_config_validation():
         ProcessRewardConfig(redundancy_penalty=-0.1)
     with pytest.raises(ValueError, match="score_max"):
         ProcessRewardConfig(score_min=5, score_max=5)
+    with pytest.raises(ValueError, match="max_steps"):
+        ProcessRewardConfig(max_steps=-1)
+    with pytest.raises(ValueError, match=r"format_penalty \(1\) must exceed max_steps"):  # 40 x 0.025 = 1
+        ProcessRewardConfig(max_steps=40)
+    with pytest.raises(ValueError, match=r"min_gain / \(score_max - score_min\) \(0\.0222222\) must be >="):
+        ProcessRewardConfig(min_gain=0.2)
+    with pytest.raises(ValueError, match="max_total_penalty"):  # replaced by max_steps
+        ProcessRewardConfig(max_total_penalty=1.0)
+    assert ProcessRewardConfig(min_gain=0.0, redundancy_penalty=0.0, step_cost=0.0).min_gain == 0.0
 
 
 def test_token_rewards_sit_on_version_ending_tokens(tokenizer):

@@ -27,7 +27,9 @@ trainer's token path):
   length; more than ``max_steps`` steps is a format violation (``-format_penalty``, validated
   to lie below every well-formed total);
 * **reflection pays when it helps**: a step that raises the answer by more than ``min_gain``
-  raises the total;
+  raises the total, at any lambda <= 1 (validated: ``min_gain / 9 >= redundancy_penalty +
+  step_cost``, so the outcome's rise pays for the step even where the step itself is not
+  credited);
 * duplicates are exact texts; anything else is judged; a text the judge returns no finite
   score for counts as ``score_min``; a malformed completion never raises.
 
@@ -53,10 +55,10 @@ which is capped at the answer):
 >>> print(reflection_value_table(ProcessRewardConfig(), process_weight=0.5))
 step outcome        share  step reward  x lambda    total
 improved by 0.5      0.55      +0.0506   +0.0253  +0.0808
-unchanged            0.35      -0.0350   -0.0175  -0.0175
-worsened by 0.5      0.10      -0.0350   -0.0175  -0.1008
-expected (honest)              +0.0121   +0.0060  +0.0283
-redundant (duplicate)          -0.0350   -0.0175  -0.0175
+unchanged            0.35      -0.0250   -0.0125  -0.0125
+worsened by 0.5      0.10      -0.0250   -0.0125  -0.0958
+expected (honest)              +0.0166   +0.0083  +0.0305
+redundant (duplicate)          -0.0250   -0.0125  -0.0125
 
 In PPO the rewards are *token-level* (:func:`token_rewards`): each version's reward, times
 ``process_weight``, sits on the token that closes it, and the outcome (or the format penalty)
@@ -98,7 +100,7 @@ class ProcessRewardConfig(BaseModel):
         description="A revision must beat the last credited version by more than this (1-10 scale) to count as a "
                     "gain; the mean of five integer criteria moves in steps of 0.2.",
     )
-    redundancy_penalty: float = Field(0.03, description="Penalty of a step that does not beat the last credited version.")
+    redundancy_penalty: float = Field(0.02, description="Penalty of a step that does not beat the last credited version.")
     step_cost: float = Field(
         0.005, description="Cost of every step, so one real step beats the same gain split in many."
     )
@@ -120,11 +122,16 @@ class ProcessRewardConfig(BaseModel):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.score_max <= self.score_min:
             raise ValueError(f"score_max ({self.score_max}) must exceed score_min ({self.score_min})")
-        worst = self.max_steps * (self.redundancy_penalty + self.step_cost)
-        if self.max_steps and worst >= self.format_penalty:
+        step = self.redundancy_penalty + self.step_cost
+        if self.max_steps and self.max_steps * step >= self.format_penalty:
             raise ValueError(
-                f"format_penalty ({self.format_penalty}) must exceed max_steps x (redundancy_penalty + step_cost) "
-                f"({worst:g}), so a malformed completion earns less than any well-formed one")
+                f"format_penalty ({self.format_penalty:g}) must exceed max_steps x (redundancy_penalty + step_cost) "
+                f"({self.max_steps * step:g}), so a malformed completion earns less than any well-formed one")
+        if self.min_gain / self.score_span < step:
+            raise ValueError(
+                f"min_gain / (score_max - score_min) ({self.min_gain / self.score_span:g}) must be >= "
+                f"redundancy_penalty + step_cost ({step:g}), so a step that raises the answer by more than min_gain "
+                f"pays for itself at any lambda <= 1")
         return self
 
     @property
@@ -179,7 +186,7 @@ def version_rewards(
         ``n(level of the last credited version) <= n(answer)``.
 
     >>> [round(v.reward, 4) for v in version_rewards([6, 8, 5, 8, 8.5], ProcessRewardConfig())]
-    [0.5556, 0.2172, -0.035, -0.035, 0.0506]
+    [0.5556, 0.2172, -0.025, -0.025, 0.0506]
     >>> [round(v.reward, 4) for v in version_rewards([6, 10], ProcessRewardConfig(), answer=8)]
     [0.5556, 0.2172]
     """
