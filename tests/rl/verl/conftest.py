@@ -31,3 +31,10 @@ def compose(overrides: list[str]):
 def fake_judge_path(monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     return "verl_fake_judge:fake_reward"
+
+
+@pytest.fixture
+def llm_params() -> dict:
+    """Roles on a model name only: the stub veRL never calls the judge."""
+    role = {"backend": "transformers", "model": "fake-model", "cache_path": None}
+    return {r: dict(role) for r in ("writer", "rubric_writer", "judge", "policy")}
