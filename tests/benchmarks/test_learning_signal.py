@@ -59,15 +59,4 @@ def test_table_has_the_start_and_one_row_per_evaluation(bench):
     assert table[3].startswith("| ppo | 2 | 7.50 | 8.00 | 1/4 | 150 | 0.50 | 0.00 | 0.400 | 6.00 | 0.50 |")
 
 
-def test_every_learning_signal_command_in_the_readme_parses(bench, project_root):
-    """The README's reproduce commands (seed 1, separate critic...) are valid options of this script."""
-    import re
-    import shlex
-
-    commands = re.findall(r"`\.venv/bin/python benchmarks/learning_signal\.py([^`]*)`", (project_root / "README.md").read_text())
-    assert len(commands) >= 3  # the default run, --seed 1, --critic separate
-    for argv in commands:
-        args = bench.parse_args(shlex.split(argv))
-        assert args.steps == 6 and args.batch == 8  # the documented runs share the default budget
-    separate = [c for c in commands if "--critic separate" in c]
-    assert separate and bench.parse_args(shlex.split(separate[0])).variants == ["ppo", "ppo_outcome"]
+# The documented learning_signal commands (docs/results.md) are parsed by tests/test_docs_commands.py.
