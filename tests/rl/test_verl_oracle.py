@@ -5,8 +5,9 @@ each side): right padding with rows of different lengths, rewards at several pos
 row, random numbers on the padding. Results are compared on masked positions; every known
 difference is written next to its assertion.
 
-Skipped where verl is not installed. ``make test-oracle`` installs it (verl itself without
-its dependencies: see the ``oracle`` extra in pyproject.toml) and runs this file. Set
+verl is part of the test install (``make install-test``: verl itself without its
+dependencies, plus the ``oracle`` extra of pyproject.toml), so these tests fail, not skip,
+where it is missing. Set
 ``ORACLE_PPO=/path/to/ppo.py`` to check another copy of ppo.py (e.g. one with a planted bug).
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-core_algos = pytest.importorskip("verl.trainer.ppo.core_algos")
+from verl.trainer.ppo import core_algos  # noqa: E402 - installed by make install-test; missing = failure
 
 
 def _load_oracle():
