@@ -479,3 +479,27 @@ def test_every_docs_page_is_linked_from_the_readme_or_another_page():
                 and not any(p.resolve() in {(q.parent / t).resolve() for t, _ in _links(q) if t}
                             for q in PAGES if q.parent == ROOT / "docs" and q != p)]
     assert not unlinked, f"docs pages reachable from no page: {unlinked}"
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+PATH_ROOTS = ("src/", "tests/", "benchmarks/", "conf/", "notebooks/", "docs/")
+
+
+def _quoted_paths(page: Path) -> list[str]:
+    """Repository paths quoted in inline code (``src/r2_write/rl/ppo.py``); templates, globs and the
+    user's own ``conf/local/`` files are left out."""
+    _, prose = _fenced_and_prose(page.read_text())
+    out = []
+    for span in re.findall(r"(?<!`)`([^`\n]+)`(?!`)", prose):
+        path = span.split("::")[0].split(":")[0].strip()
+        if path.startswith(PATH_ROOTS) and not path.startswith("conf/local/") and " " not in path and not re.search(r"[<>*{}\[\]]|\.\.\.", path):
+            out.append(path)
+    return out
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(ROOT).as_posix() for p in PAGES])
+def test_quoted_repository_paths_exist(page):
+    missing = sorted({p for p in _quoted_paths(page) if not (ROOT / p).exists()})
+    assert not missing, f"{page.relative_to(ROOT)} quotes paths that do not exist: {missing}"
