@@ -44,6 +44,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from r2_write.rl.monitor import MonitorParams
+from r2_write.rl.verl.config import VerlConfig
 
 
 class PPOConfig(BaseModel):
@@ -160,6 +161,14 @@ class PPOConfig(BaseModel):
     reuse_trained: bool = Field(True, description="Kedro nodes: reuse the model of an identical finished training "
                                 "(same data, settings, models and code) instead of training again (r2_write.training.reuse).")
 
+    # --- engine
+    engine: str = Field(
+        "own",
+        description="'own': this package's PPO (r2_write.rl.trainer; CPU, a few GPUs); 'verl': veRL's PPO trainer in "
+                    "its own environment with the same token-level process reward (r2_write.rl.verl; paper scale).",
+    )
+    verl: VerlConfig = Field(default_factory=VerlConfig, description="veRL engine settings (engine: verl only).")
+
     @model_validator(mode="after")
     def _check(self) -> PPOConfig:
         positive = ("learning_rate", "critic_learning_rate", "max_grad_norm", "ppo_epochs", "batch_size",
@@ -217,6 +226,12 @@ class PPOConfig(BaseModel):
             )
         if self.generation_batch_size is not None and self.generation_batch_size <= 0:
             raise ValueError(f"PPOConfig.generation_batch_size must be > 0 or None, got {self.generation_batch_size!r}")
+        if self.engine not in ("own", "verl"):
+            raise ValueError(f"PPOConfig.engine must be 'own' or 'verl', got {self.engine!r}")
+        if self.engine == "verl":  # settings veRL cannot honour fail here, one line naming the field
+            from r2_write.rl.verl.overrides import check_verl_settings
+
+            check_verl_settings(self)
         return self
 
     # --- derived
