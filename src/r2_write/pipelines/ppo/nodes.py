@@ -95,12 +95,24 @@ def train_ppo_policy(
                           f"lambda is set by '{variant}.process_weight'")
     reward_cfg = parse_params(ProcessRewardConfig, params.pop("reward", {}), f"{variant}.reward")
     cfg = parse_params(PPOConfig, params, variant)
+    if cfg.engine == "verl":  # veRL's PPO in its own environment (r2_write.rl.verl.launch): fail now if it is missing
+        from r2_write.rl.verl.launch import check_environment
+
+        check_environment(cfg.verl.python)
+        if launch is not None:
+            logger.info("%s: engine verl places its own GPUs (%s.verl); %s.launch is not used", variant, variant, variant)
+            launch = None
     if cfg.check_length_budget:
         _check_length_budget(sft_set, policy_model, cfg.max_new_tokens, variant)
     prompts, rubrics = list(rl_set["prompt"]), list(rl_set["criteria"])
     spec = reward_spec(llm, judge, generic_rubric)
 
     def in_process(output_dir: str, log) -> tuple[str, dict]:
+        if cfg.engine == "verl":
+            from r2_write.rl.verl.launch import train_verl
+
+            return train_verl(policy_model, prompts, rubrics, cfg.model_copy(update={"output_dir": output_dir}),
+                              reward_cfg, spec, variant)
         reward_fn, judge_ = build_reward(spec, reward_cfg)
         out = train(policy_model, prompts, reward_fn, cfg.model_copy(update={"output_dir": output_dir}), rubrics=rubrics,
                     log_fn=log, reward_cfg=reward_cfg)
