@@ -59,7 +59,7 @@ class VerlError(RuntimeError):
 def check_environment(python: str) -> Path:
     """The veRL environment's Python; fails in one line saying how to build it when it is missing.
 
-    >>> check_environment("/nonexistent/.venv-verl/bin/python")
+    >>> check_environment("/nonexistent/.venv-verl/bin/python")  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
     ...
     r2_write.rl.verl.launch.VerlError: ppo.engine is verl but veRL's environment is missing (/nonexistent/.venv-verl/bin/python not found): build it with `make verl-env`, or set ppo.verl.python to its Python
