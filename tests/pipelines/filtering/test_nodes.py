@@ -67,3 +67,8 @@ def test_filter_by_difficulty_keeps_the_band_and_names_reasons(dummy_prompts, pr
     ax = fig.axes[0]
     assert sorted(line.get_xdata()[0] for line in ax.get_lines()) == [3, 8]  # the keep band
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["kept", "dropped"]
+    kept_bars, dropped_bars = ax.containers  # stacked: one bar per 0.5-point bin and group
+    assert [(p.get_x(), p.get_height()) for p in kept_bars if p.get_height()] == [(5.0, 1.0)]  # p1: mean 5.0
+    dropped_means = {r.id: r.mean_score for r in dropped.itertuples()}  # p3: one score (5.0) of 3, dropped as unscored
+    assert dropped_means == {"p2": pytest.approx(9.5 - 1 / 3), "p3": 5.0}
+    assert [(p.get_x(), p.get_height()) for p in dropped_bars if p.get_height()] == [(5.0, 1.0), (9.0, 1.0)]

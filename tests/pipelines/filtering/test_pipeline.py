@@ -56,3 +56,5 @@ def test_filtering_pipeline_keeps_and_drops_with_reasons(dummy_prompts, llm_para
     assert metrics["filtering/reason_too_easy"]["value"] == 1.0
     fig = catalog.load("filtering_histogram")
     assert fig.axes[0].get_xlabel().startswith("mean judge score")
+    kept_bars = fig.axes[0].containers[0]
+    assert [(p.get_x(), p.get_height()) for p in kept_bars if p.get_height()] == [(5.0, 1.0)]  # the kept p1, mean 5.0
