@@ -6,30 +6,20 @@ import copy
 import inspect
 import logging
 import math
-from pathlib import Path
 
 import torch
 
 from r2_write.llm.base import Conversation, Generation, LLMError
 from r2_write.llm.config import LLMConfig, SamplingParams
+from r2_write.llm.loading import load_causal_lm, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
 
 def load_model_and_tokenizer(path: str, device: str = "auto", dtype: str = "auto"):
     """Load a causal LM and its tokenizer from a local directory (left padding for batches)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if not Path(path).exists():
-        raise LLMError(
-            f"model directory {path!r} does not exist; run `make model` to prepare the embedded "
-            "model, or set the model path in conf/base/parameters.yml"
-        )
-    tok = AutoTokenizer.from_pretrained(path, padding_side="left")
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    tok = load_tokenizer(path, padding_side="left")
+    model = load_causal_lm(path, dtype=dtype)
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     return model.to(dev).eval(), tok
 

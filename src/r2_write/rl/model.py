@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from r2_write.llm.loading import load_backbone, load_causal_lm, load_tokenizer  # noqa: F401 (the one loader)
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.utils import entropy_from_logits, logprobs_from_logits
 from r2_write.runs import STATE_FILE
@@ -329,40 +330,6 @@ def _root_gathered(model: nn.Module):
 # ----------------------------------------------------------------------------- loading and saving
 
 
-def load_causal_lm(path: str | Path):
-    """Load a causal LM in float32 from a local directory.
-
-    A stale ``quantization_config`` of the GGUF conversion is dropped (the weights are plain
-    safetensors), so the model can be saved again with ``save_pretrained``.
-    """
-    from transformers import AutoModelForCausalLM
-
-    return _load_pretrained(AutoModelForCausalLM, path)
-
-
-def load_backbone(path: str | Path):
-    """Load the transformer backbone of a causal LM directory (``AutoModel``: no LM head) in float32.
-
-    The separate critic starts from it; a critic directory (``critic/``) loads the same way.
-    From a causal LM directory transformers reports ``lm_head.weight`` as unexpected: the
-    head is left out on purpose.
-    """
-    from transformers import AutoModel
-
-    return _load_pretrained(AutoModel, path)
-
-
-def _load_pretrained(auto_cls, path: str | Path):
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(path)
-    qc = getattr(config, "quantization_config", None)
-    method = qc.get("quant_method") if isinstance(qc, dict) else getattr(qc, "quant_method", None)
-    if qc is not None and str(getattr(method, "value", method)) == "gguf":
-        del config.quantization_config
-    return auto_cls.from_pretrained(path, config=config, dtype=torch.float32)
-
-
 def load_policy(source: Path, cfg: PPOConfig):
     """Tokenizer, policy and its AdamW.
 
@@ -370,11 +337,7 @@ def load_policy(source: Path, cfg: PPOConfig):
     critic learning rates. ``critic: separate``: the :class:`Actor` alone at ``learning_rate``
     (the critic has its own, :func:`load_critic`).
     """
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(source)
     lm = load_causal_lm(source)
     if cfg.gradient_checkpointing:
         _enable_gradient_checkpointing(lm)

@@ -57,8 +57,9 @@ def train_grpo(
         (directory of the saved model, the trainer's per-step log history).
     """
     from datasets import Dataset
-    from transformers import AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
+
+    from r2_write.llm.loading import load_tokenizer
 
     if not prompts:
         raise ValueError("the RL set is empty: difficulty filtering kept no prompt")
@@ -87,7 +88,7 @@ def train_grpo(
         report_to="none",
     )
     data = Dataset.from_list([{"prompt": policy_messages(p), "rubrics": r} for p, r in zip(prompts, rubrics)])
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    tokenizer = load_tokenizer(model_dir, padding_side="left")
     ends = {tokenizer.eos_token_id, tokenizer.pad_token_id}
 
     def rubric_reward(prompts, completions, completion_ids=None, **kwargs):

@@ -74,8 +74,9 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
     """
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
+
+    from r2_write.llm.loading import load_tokenizer
 
     if not prompts:
         raise ValueError("the SFT set is empty: no trajectory passed scoring; lower scoring.min_final_score or synthesize more prompts")
@@ -104,7 +105,7 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
                    target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
         if cfg.lora.enabled else None
     )
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     trainer = SFTTrainer(
         model=model_dir,
         args=args,

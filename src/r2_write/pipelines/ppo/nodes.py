@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import pandas as pd
@@ -16,6 +15,7 @@ from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.trainer import train
 from r2_write.tracking import mlflow_metric_history
 from r2_write.training.launch import launch_ppo, parse_launch
+from r2_write.training.lengths import check_length_budget
 from r2_write.training.stage import Stage, build_reward, reward_spec, rl_parts, train_stage
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def train_ppo_policy(
             logger.info("%s: engine verl places its own GPUs (%s.verl); %s.launch is not used", variant, variant, variant)
             launch = None
     if cfg.check_length_budget:
-        _check_length_budget(sft_set, policy_model, cfg.max_new_tokens, variant)
+        check_length_budget(list(sft_set["completion"]), policy_model, cfg.max_new_tokens, variant)
     prompts, rubrics = list(rl_set["prompt"]), list(rl_set["criteria"])
     spec = reward_spec(llm, judge, generic_rubric)
 
@@ -133,31 +133,6 @@ def train_ppo_policy(
     if curves:
         curves[-1][f"{variant}/judge/failed_items"] = float(run.result["judge_failed_items"])
     return run.model_dir, history, mlflow_metric_history(curves)
-
-
-def _check_length_budget(sft_set: pd.DataFrame, policy_model: str, max_new_tokens: int, variant: str) -> None:
-    """Fail when ``max_new_tokens`` is shorter than the 95th percentile of the SFT trajectories.
-
-    A trajectory's length is its ``completion`` (thinking segments and final answer) in the
-    policy's tokens plus the end token the rollout must reach. With a shorter budget most
-    rollouts are cut off mid-trajectory and get the format penalty instead of a judged answer.
-    """
-    if sft_set.empty:
-        logger.warning("%s: no SFT trajectories to check max_new_tokens=%d against", variant, max_new_tokens)
-        return
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(policy_model)
-    lengths = [len(ids) + 1 for ids in tokenizer(list(sft_set["completion"]), add_special_tokens=False)["input_ids"]]
-    p95 = math.ceil(float(np.percentile(lengths, 95)))
-    if max_new_tokens < p95:
-        raise ConfigError(
-            f"{variant}.max_new_tokens={max_new_tokens} is shorter than the 95th percentile ({p95} tokens) of the SFT "
-            f"trajectories the policy learned from (scoring.sft_set, {len(lengths)} completions): most rollouts would "
-            f"be cut off; raise {variant}.max_new_tokens or set {variant}.check_length_budget: false"
-        )
-    logger.info("%s: max_new_tokens=%d fits the SFT trajectories (95th percentile %d tokens, max %d)",
-                variant, max_new_tokens, p95, max(lengths))
 
 
 def plot_reward_and_length(history: pd.DataFrame) -> Figure:
