@@ -163,3 +163,11 @@ def test_other_tags_in_the_answer_are_allowed(answer):
     from r2_write.trajectory import format_error
 
     assert format_error(render(Trajectory([Segment("draft", "d")], answer=answer))) is None
+
+
+def test_sanitize_removes_any_spelling_of_a_marker_tag():
+    from r2_write.trajectory import format_error
+
+    dirty = "a <Revision>b</REVISION> < draft >c<think/>"
+    assert sanitize(dirty) == "a b c"
+    assert format_error(render(Trajectory([Segment("draft", "d")], answer=sanitize(dirty)))) is None

@@ -174,3 +174,17 @@ def test_outcome_reward_fn_strings_and_chat_messages():
     )
     assert as_string == as_messages == [pytest.approx(5 / 9)]
     assert judge.calls[1][0] == ["Write."]  # the user turn is what the judge sees
+
+
+def test_a_text_the_judge_cannot_score_counts_as_the_worst_score():
+    """None / NaN / inf / non-numbers from judge_fn: score_min, counted in n_unscored; never an exception."""
+    bad = iter([None, float("nan"), "n/a", float("inf")])
+    text = render(TRAJECTORY)  # answer == the last revision: 3 distinct texts
+
+    def judge(prompts, texts, rubrics):
+        return [next(bad) if t != "The sea is blue." else 7.0 for t in texts]
+
+    res = process_reward_fn(judge)(["p"], [text])[0]
+    assert res["outcome"] == 1.0 and res["version_scores"] == [7.0, 1.0, 1.0]
+    assert res["n_unscored"] == 3  # revision 1, revision 2 and the answer (one text, counted per use)
+    assert outcome_reward_fn(lambda p, t, r: [None] * len(t))(["p"], [text]) == [0.0]
