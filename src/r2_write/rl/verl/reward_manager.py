@@ -7,6 +7,9 @@ veRL loads it from the overrides ``reward.reward_manager.source=importlib``,
   project's process reward (the ``reward_judge`` role through the project's client: response
   cache, retries, failure budget) and returns the tokens that carry a reward and their values
   (:func:`r2_write.rl.verl.rewards.score_sample`), plus per-sample numbers for the metrics.
+  After each sample the judge role's failure budget is checked over the worker's judgements
+  (:meth:`r2_write.judge.reward.JudgeScoreFn.check_budget`): a judge that fails too often
+  stops the run with one line.
 * :meth:`ProcessRewardManager.assemble_rm_scores` writes them into ``rm_scores`` at those
   positions, instead of veRL's one score on the last valid token. veRL calls it on its
   non-streaming reward path (``RewardLoopManager.compute_rm_score``), which
@@ -51,12 +54,13 @@ class ProcessRewardManager(RewardManagerBase):
     """The R2-Write token-level process reward as a veRL reward manager."""
 
     def __init__(self, config, tokenizer, compute_score=None, reward_router_address=None, reward_model_tokenizer=None,
-                 spec: dict | None = None, reward_fn=None, **kwargs):
+                 spec: dict | None = None, reward_fn=None, judge=None, **kwargs):
         super().__init__(config, tokenizer, compute_score)
         spec = spec or load_spec()
         self.reward_cfg = ProcessRewardConfig(**spec["reward_config"])
         self.process_weight = float(spec["process_weight"])
         self.eos_ids = [int(i) for i in spec["eos_ids"]]
+        self.judge = judge
         if reward_fn is None:
             from r2_write.training.stage import build_reward
 
@@ -74,8 +78,15 @@ class ProcessRewardManager(RewardManagerBase):
             None, lambda: score_sample(self.tokenizer, ids, self.eos_ids, prompt, rubric, self.reward_fn,
                                        self.reward_cfg, self.process_weight)
         )
+        self.check_judge_budget()
         return {"reward_score": {"positions": sample["positions"], "values": sample["values"]},
                 "reward_extra_info": sample["extra"]}
+
+    def check_judge_budget(self) -> None:
+        """The judge role's failure budget over this worker's judgements so far (one line, FailureBudgetError)."""
+        check = getattr(self.judge, "check_budget", None)
+        if check is not None:
+            check(self.judge.counts())
 
     @classmethod
     def assemble_rm_scores(cls, data: DataProto, scores: list[Any]) -> torch.Tensor:
