@@ -36,7 +36,7 @@ def trim_redundant_steps(trajectories: pd.DataFrame, reward: dict) -> tuple[pd.D
 
     Synthesis appends a reflection/revision before judging it and stops when it did not help,
     so an early-stopped trajectory ends in a step the process reward penalises. Trailing steps
-    that do not beat the best earlier version by more than ``ppo.reward.min_gain``
+    that do not beat the last credited version by more than ``ppo.reward.min_gain``
     (:func:`r2_write.rewards.process.last_useful_version`) are dropped; the last kept version
     becomes the answer. ``synthesis.steps`` keeps every step for analysis.
 
