@@ -2,9 +2,10 @@
 
 Each case is a random trajectory: a draft and 0-12 reflection->revision steps whose versions
 are new texts (scores uniform on 1-10, or on the 0.2 grid a mean of five integer criteria
-moves on), empty revisions or exact duplicates of an earlier version (random outer
-whitespace), and an answer that is the last version, an earlier one or a new text. A stub judge
-knows each text's score. Totals come from ``tests/rewards/trainer_path.py`` (SmolLM2 tokens ->
+moves on), texts the judge cannot score (it returns None or NaN: they count as the lowest
+score), empty revisions or exact duplicates of an earlier version (random outer whitespace),
+and an answer that is the last version, an earlier one or a new text. A stub judge knows each
+text's score. Totals come from ``tests/rewards/trainer_path.py`` (SmolLM2 tokens ->
 ``process_reward_fn`` -> ``token_scores`` -> ``compute_rewards``) at lambda 0.5 and 1. The
 cases are seeded, so a failure names a reproducible case.
 """
@@ -51,8 +52,13 @@ class Case:
             parts += [f"<reflection>\n{REFLECTION}\n</reflection>", f"<revision>\n{v}\n</revision>"]
         return "<think>\n" + "\n".join(parts) + "\n</think>\n" + self.answer
 
+    def value(self, text: str) -> float:
+        """The score the reward uses for a judged text: an unscored one counts as score_min."""
+        score = self.scores[text.strip()]
+        return CFG.score_min if score is None or math.isnan(score) else score
+
     def score_of(self, text: str) -> float | None:
-        return self.scores.get(text.strip()) if text.strip() else None
+        return self.value(text) if text.strip() else None
 
     def best(self) -> float | None:
         scored = [s for s in map(self.score_of, self.versions) if s is not None]
@@ -63,9 +69,12 @@ class Case:
         totals, res = trainer_totals(self.render(), judge, CFG, LAMBDAS)
         return totals, res, judge
 
-    def new_text(self, rng: random.Random, score: float | None = None) -> str:
+    def new_text(self, rng: random.Random, score: float | None = None, unscored: bool = False) -> str:
         text = f"Take {len(self.scores)}: the harbour at dawn, gulls and rope, {rng.randrange(10**6)}."
-        self.scores[text] = self.draw(rng) if score is None else score
+        if unscored:
+            self.scores[text] = rng.choice([None, math.nan])
+        else:
+            self.scores[text] = self.draw(rng) if score is None else score
         return text
 
     def draw(self, rng: random.Random, low: float = 1.0) -> float:
@@ -90,7 +99,7 @@ def random_case(rng: random.Random, grid: bool, max_steps: int = 12) -> Case:
         elif k > 0 and r < 0.3 and earlier:
             case.versions.append(padded(rng, rng.choice(earlier).strip()))
         else:
-            case.versions.append(case.new_text(rng))
+            case.versions.append(case.new_text(rng, unscored=rng.random() < 0.08))
     r = rng.random()
     nonempty = [v.strip() for v in case.versions if v.strip()]
     if r < 0.4 and nonempty:
@@ -98,7 +107,7 @@ def random_case(rng: random.Random, grid: bool, max_steps: int = 12) -> Case:
     elif r < 0.6 and nonempty:
         case.answer = rng.choice(nonempty)
     else:
-        case.answer = case.new_text(rng)
+        case.answer = case.new_text(rng, unscored=rng.random() < 0.05)
     return case
 
 
@@ -126,7 +135,7 @@ def test_ceiling_the_answer_bounds_the_total(seed, grid):
             assert len(case.versions) - 1 > CFG.max_steps, (i, res["format_violation"])
             assert all(t == pytest.approx(-CFG.format_penalty) for t in totals.values())
             continue
-        answer = normalise_score(case.scores[case.answer], CFG)
+        answer = normalise_score(case.value(case.answer), CFG)
         for lam, total in totals.items():
             assert total <= (1 + lam) * answer + 1e-9, (i, lam, case)
         costs = res["n_steps"] * CFG.step_cost + res["n_redundant"] * CFG.redundancy_penalty
@@ -134,7 +143,7 @@ def test_ceiling_the_answer_bounds_the_total(seed, grid):
         assert anchor_plus_gains <= answer + 1e-9, (i, case)
         # ... and nothing honest is lost: credited up to within min_gain of the best version the answer allows
         if case.score_of(case.versions[0]) is not None:
-            reachable = normalise_score(min(case.best(), case.scores[case.answer]), CFG)
+            reachable = normalise_score(min(case.best(), case.value(case.answer)), CFG)
             assert anchor_plus_gains >= reachable - CFG.min_gain / CFG.score_span - 1e-9, (i, case)
         checked += 1
     assert checked > CASES // 2
@@ -181,7 +190,7 @@ def test_reflection_pays_when_it_raises_the_answer(seed, grid):
             # min_gain: the step itself is not credited and only the outcome's rise pays for it
             case.answer = case.new_text(rng, score=best - rng.uniform(0.0, 0.06))
         before, res, _ = case.totals()
-        a = case.scores[case.answer]
+        a = case.value(case.answer)
         if not well_formed(res) or len(case.versions) - 1 >= CFG.max_steps or a + CFG.min_gain >= 9.9:
             continue
         if hard and not grid:
@@ -189,7 +198,7 @@ def test_reflection_pays_when_it_raises_the_answer(seed, grid):
         else:
             score = case.draw(rng, low=a + CFG.min_gain + 0.01)
         better = case.new_text(rng, score=score)
-        assert case.scores[better] > a + CFG.min_gain
+        assert case.value(better) > a + CFG.min_gain
         longer = Case(case.versions + [padded(rng, better)], better, case.scores, grid)
         after, res_after, _ = longer.totals()
         assert well_formed(res_after)
@@ -247,7 +256,7 @@ def test_duplicates_are_exact_texts_everything_else_is_judged(seed):
         if variant == source:
             continue
         assert variant in judge.judged, (i, variant)
-        assert res["version_scores"][-1] == case.scores[variant]
+        assert res["version_scores"][-1] == case.value(variant)
 
 
 FRAGMENTS = ["<think>", "</think>", "<plan>", "</plan>", "<draft>", "</draft>", "<reflection>", "</reflection>",
@@ -290,7 +299,7 @@ def test_malformed_completions_never_raise_get_the_format_penalty_and_are_counte
             assert not tr and math.isfinite(res["outcome"]) and 1 <= res["outcome"] <= 10
     assert sum(r["outcome"] is None for r in results) == violations > len(completions) // 2
     for c, tr in list(zip(completions, truncated))[:120]:  # and through the token path
-        if isinstance(c, str):
+        if isinstance(c, str) and (c or not tr):  # a truncated response has at least one token
             totals, res = trainer_totals(c, judge, CFG, LAMBDAS, truncated=tr)
             if res["format_violation"] is not None:
                 assert all(t == pytest.approx(-CFG.format_penalty) for t in totals.values())
