@@ -112,3 +112,12 @@ def test_the_node_writes_dataset_overrides_and_command_then_merges_the_actor(tmp
 def test_run_streamed_names_a_command_that_cannot_start(tmp_path):
     with pytest.raises(VerlError, match=r"^veRL could not start \(/nonexistent/python\): "):
         run_streamed(["/nonexistent/python", "-V"], "veRL")
+
+
+def test_an_rl_set_smaller_than_one_step_stops_before_veRL(tmp_path, project_params, llm_params, tiny_model_dir,
+                                                             stub_python):
+    params = {**VERL_TINY, "batch_size": 4, "mini_batch_size": 4, "output_dir": str(tmp_path / "ppo"),
+              "verl": {"python": str(stub_python), "n_gpus_per_node": 1, "ulysses_sequence_parallel_size": 1}}
+    with pytest.raises(VerlError, match=r"^ppo: the RL set has 2 prompts, fewer than one veRL step takes \(ppo\.batch_size"):
+        run_node(project_params, llm_params, tiny_model_dir, params)
+    assert not (tmp_path / "stub.log").exists()  # veRL never started

@@ -89,6 +89,9 @@ def prepare_run(
     reward_spec: dict, variant: str = "ppo",
 ) -> tuple[list[str], Path]:
     """Write the run directory (dataset, spec, overrides, command); returns ``(command, run_dir)``."""
+    if len(prompts) < cfg.prompts_per_step:  # veRL's dataloader drops a partial batch: no step at all
+        raise VerlError(f"{variant}: the RL set has {len(prompts)} prompts, fewer than one veRL step takes "
+                        f"({variant}.batch_size / rollouts_per_prompt = {cfg.prompts_per_step})")
     out = Path(cfg.output_dir)
     run_dir = out / "verl"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -24,10 +24,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from r2_write.rl.ppo_config import PPOConfig
+# PPOConfig (r2_write.rl.ppo_config) appears in annotations only: ppo_config imports this module to validate.
 
 REWARD_MANAGER_MODULE = "pkg://r2_write.rl.verl.reward_manager"
 REWARD_MANAGER_NAME = "ProcessRewardManager"

@@ -25,6 +25,8 @@ The run's settings come from the JSON file named by ``R2_VERL_SPEC`` (written by
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import os
 from typing import Any
@@ -38,6 +40,22 @@ from r2_write.rewards.process import ProcessRewardConfig
 from r2_write.rl.verl.rewards import place_scores, score_sample
 
 SPEC_ENV = "R2_VERL_SPEC"
+
+
+def build_reward(spec: dict, reward_cfg: ProcessRewardConfig):
+    """``(reward_fn, judge)`` from the JSON reward spec, the way every launched trainer builds it.
+
+    The spec names its factory as data (``"module:attr"``, :func:`r2_write.training.stage.reward_spec`),
+    so this module does not import ``training`` (rl/ must not depend on it): the same contract as
+    :func:`r2_write.training.stage.build_reward`.
+    """
+    module, _, attr = spec["function"].partition(":")
+    factory = getattr(importlib.import_module(module), attr)
+    kwargs = dict(spec.get("kwargs", {}))
+    if "reward_cfg" in inspect.signature(factory).parameters:
+        kwargs["reward_cfg"] = reward_cfg
+    built = factory(**kwargs)
+    return built if isinstance(built, tuple) else (built, None)
 
 
 def load_spec(path: str | None = None) -> dict:
@@ -62,8 +80,6 @@ class ProcessRewardManager(RewardManagerBase):
         self.eos_ids = [int(i) for i in spec["eos_ids"]]
         self.judge = judge
         if reward_fn is None:
-            from r2_write.training.stage import build_reward
-
             reward_fn, self.judge = build_reward(spec["reward"], self.reward_cfg)
         self.reward_fn = reward_fn
 
