@@ -48,6 +48,11 @@ class JudgeScoreFn:
         """The judge's own counters (criteria items, failures, errors)."""
         return self.judge.stats
 
+    @property
+    def client(self):
+        """The judge's client (its role and ``max_failed_share``: :func:`r2_write.llm.budget.check_judge` reads it)."""
+        return self.judge.client
+
     def __call__(self, prompts: list[str], texts: list[str], rubrics: list) -> list[float]:
         crits = [criteria_of(r) if isinstance(r, str) else (r or self.fallback) for r in rubrics]
         means = [mean_score(v) for v in self.judge.score_responses(list(prompts), list(texts), crits)]
@@ -71,6 +76,11 @@ class JudgeScoreFn:
         self._warned_at = failed
         return check_failure_budget(client.role, max_share, failed, total, self.judge.stats.errors,
                                     "reward judgements unscored (scored 1, the minimum)")
+
+
+def audit_of(judge) -> JudgeScoreFn | None:
+    """``judge`` when it counts unscored texts (a :class:`JudgeScoreFn`, as reward factories return it), else None."""
+    return judge if isinstance(judge, JudgeScoreFn) else None
 
 
 def judge_score_fn(judge: RubricJudge, generic: list[dict]) -> JudgeScoreFn:

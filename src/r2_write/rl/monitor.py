@@ -27,7 +27,8 @@ cannot score gets the minimum (1), as in the reward. See docs/monitor.md.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,10 @@ JudgeFn = Callable[[list[str], list[str], list[Any]], list[float]]
 HELD_OUT_SEED = 0
 """The held-out set depends only on the number of prompts and ``monitor.prompts`` (the same for
 every training seed and variant, so their curves are comparable)."""
+
+SAMPLING_SEED = 1234
+"""Every measurement samples the held-out answers from this seed (common random numbers): two
+measurements differ because the policy changed, not because the draws did."""
 
 
 class MonitorParams(BaseModel):
@@ -91,6 +96,17 @@ def split_prompts(
     held_rubrics = [rubrics[i] for i in sorted(held)] if rubrics is not None else [None] * len(held)
     return ([prompts[i] for i in keep], [rubrics[i] for i in keep] if rubrics is not None else None,
             [prompts[i] for i in sorted(held)], held_rubrics)
+
+
+@contextmanager
+def fixed_sampling_seed(device) -> Iterator[None]:
+    """Sample under :data:`SAMPLING_SEED` and give the training's random state back afterwards (torch's
+    CPU generator and ``device``'s, when it is a GPU): the monitor never changes what training draws."""
+    import torch
+
+    with torch.random.fork_rng(devices=[device] if getattr(device, "type", "cpu") == "cuda" else []):
+        torch.manual_seed(SAMPLING_SEED)
+        yield
 
 
 def score_answers(judges: MonitorJudges, prompts: list[str], completions: list[str], rubrics: list[Any]) -> dict[str, float]:

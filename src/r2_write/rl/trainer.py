@@ -39,7 +39,7 @@ from r2_write.rl.model import (
 )
 from r2_write.rl.ppo import compute_gae, compute_rewards, critic_update, ppo_update, sum_over_processes, token_scores
 from r2_write.judge.reward import COUNTS
-from r2_write.rl.monitor import MonitorJudges, monitor_metrics, score_answers, split_prompts
+from r2_write.rl.monitor import MonitorJudges, fixed_sampling_seed, monitor_metrics, score_answers, split_prompts
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.rollout import VLLMSampler, rollout
 from r2_write.runs import STATE_FILE, latest_checkpoint, prune_checkpoints, remove_checkpoints
@@ -212,7 +212,7 @@ def train(
         if held_prompts and cfg.monitor.due(step):  # every process answers its share of the held-out prompts
             t4 = time.perf_counter()
             mine = list(range(rank, len(held_prompts), n_proc))
-            with accelerator.autocast():
+            with accelerator.autocast(), fixed_sampling_seed(accelerator.device):
                 answers = rollout(unwrapped, ref_model, tokenizer, [held_prompts[i] for i in mine], cfg,
                                   sampler=sampler, critic=unwrapped_critic).completions
             sums = score_answers(monitor_judges, [held_prompts[i] for i in mine], answers,

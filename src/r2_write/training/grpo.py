@@ -11,7 +11,9 @@ from transformers import TrainerCallback
 
 from r2_write.llm.cache import model_identity
 from r2_write.prompts.policy import policy_messages
-from r2_write.rl.monitor import MonitorJudges, MonitorParams, monitor_metrics, score_answers, split_prompts
+from r2_write.rl.monitor import (
+    MonitorJudges, MonitorParams, fixed_sampling_seed, monitor_metrics, score_answers, split_prompts,
+)
 from r2_write.runs import CheckpointParams, checkpoint_dir, hf_checkpoint_args, latest_checkpoint, remove_checkpoints, run_key
 
 logger = logging.getLogger(__name__)
@@ -169,7 +171,8 @@ class _StepLog(TrainerCallback):
         if prompts:
             ids, mask = (t.to(acc.device) for t in encode_prompts(self.tokenizer, prompts, 4096))
             synced = acc.num_processes > 1 and acc.distributed_type in ("FSDP", "DEEPSPEED")  # sharded: every rank steps
-            with unwrap_model_for_generation(self.trainer.model_wrapped, acc) as model, torch.no_grad():
+            with (unwrap_model_for_generation(self.trainer.model_wrapped, acc) as model, torch.no_grad(),
+                  fixed_sampling_seed(acc.device)):
                 was_training = model.training
                 model.eval()
                 out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True,

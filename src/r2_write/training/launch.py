@@ -340,6 +340,8 @@ def _without_double_checkpointing(config: dict, stage: str) -> dict:
 def _run_ppo(payload: dict) -> dict:
     from r2_write.rewards.process import ProcessRewardConfig
     from r2_write.training.stage import build_reward
+    from r2_write.judge.reward import audit_of
+    from r2_write.rl.monitor import judges_from_reward_spec
     from r2_write.rl.trainer import train
     from r2_write.rl.ppo_config import PPOConfig
 
@@ -347,7 +349,8 @@ def _run_ppo(payload: dict) -> dict:
     reward_cfg = ProcessRewardConfig(**payload["reward_config"])
     reward_fn, judge = build_reward(payload["reward"], reward_cfg)
     out = train(payload["policy_dir"], payload["prompts"], reward_fn, cfg, rubrics=payload["rubrics"],
-                reward_cfg=reward_cfg, weights_digest=payload["verify_replicas"])
+                reward_cfg=reward_cfg, weights_digest=payload["verify_replicas"], judge_audit=audit_of(judge),
+                monitor_judges=judges_from_reward_spec(payload["reward"]) if cfg.monitor.enabled else None)
     out["judge_failed_items"] = judge.stats.failed_items if judge is not None else 0
     return out
 
@@ -361,12 +364,16 @@ def _run_sft(payload: dict) -> dict:
 
 
 def _run_grpo(payload: dict) -> dict:
+    from r2_write.judge.reward import audit_of
+    from r2_write.rl.monitor import judges_from_reward_spec
     from r2_write.training.grpo import GRPOParams, train_grpo
     from r2_write.training.stage import build_reward
 
     reward_fn, judge = build_reward(payload["reward"])
-    final_dir, history = train_grpo(payload["model_dir"], payload["prompts"], payload["rubrics"], reward_fn,
-                                    GRPOParams(**_without_double_checkpointing(payload["config"], "grpo")))
+    cfg = GRPOParams(**_without_double_checkpointing(payload["config"], "grpo"))
+    final_dir, history = train_grpo(payload["model_dir"], payload["prompts"], payload["rubrics"], reward_fn, cfg,
+                                    judge_audit=audit_of(judge),
+                                    monitor_judges=judges_from_reward_spec(payload["reward"]) if cfg.monitor.enabled else None)
     return {"final_dir": final_dir, "history": history,
             "judge_failed_items": judge.stats.failed_items if judge is not None else 0}
 

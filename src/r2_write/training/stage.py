@@ -66,10 +66,10 @@ def judge_reward(llm: dict, judge: dict, generic_rubric: list[dict], kind: str =
 
     judge_ = judge_for(llm, judge)
     score_fn = judge_score_fn(judge_, generic_rubric)
-    if kind == "process":
-        return process_reward_fn(score_fn, reward_cfg), judge_
+    if kind == "process":  # the score function as the judge: its stats, plus unscored counts and the budget check
+        return process_reward_fn(score_fn, reward_cfg), score_fn
     if kind == "outcome":
-        return outcome_reward_fn(score_fn), judge_
+        return outcome_reward_fn(score_fn), score_fn
     raise ValueError(f"unknown reward kind {kind!r}: one of {', '.join(REWARD_KINDS)}")
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from r2_write.config import parse_params
+from r2_write.judge.reward import audit_of
 from r2_write.llm.budget import check_judge
+from r2_write.rl.monitor import judges_from_reward_spec
 from r2_write.tracking import mlflow_metric_history
 from r2_write.training.grpo import GRPOParams, train_grpo
 from r2_write.training.launch import launch_grpo, parse_launch
@@ -19,6 +21,7 @@ _SHARED_NAMES = {
     "entropy": "losses/entropy",
     "loss": "losses/policy_loss",
     "clip_ratio/region_mean": "losses/clipfrac",
+    **{k: k for k in ("reward/unscored", "monitor/eval_score", "monitor/reward_score", "monitor/gap", "time/monitor")},
 }
 
 
@@ -47,8 +50,10 @@ def train_grpo_policy(
 
     def in_process(output_dir: str, _log) -> tuple[str, dict]:
         reward, judge_ = build_reward(spec)
-        final_dir, logs = train_grpo(policy_model, prompts, rubrics, reward, cfg.model_copy(update={"output_dir": output_dir}))
-        check_judge(judge_, "reward judgements unscored (imputed with the batch mean)")
+        final_dir, logs = train_grpo(policy_model, prompts, rubrics, reward, cfg.model_copy(update={"output_dir": output_dir}),
+                                     judge_audit=audit_of(judge_),
+                                     monitor_judges=judges_from_reward_spec(spec) if cfg.monitor.enabled else None)
+        check_judge(judge_, "reward judgements unscored (scored 1, the minimum)")
         return final_dir, {"logs": logs}
 
     def launched(launch_, output_dir: str) -> tuple[str, dict]:

@@ -9,8 +9,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from r2_write.config import ConfigError, parse_params
+from r2_write.judge.reward import audit_of
 from r2_write.llm.budget import check_judge
 from r2_write.rewards.process import ProcessRewardConfig
+from r2_write.rl.monitor import judges_from_reward_spec
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.trainer import train
 from r2_write.tracking import mlflow_metric_history
@@ -102,6 +104,9 @@ def train_ppo_policy(
         if launch is not None:
             logger.info("%s: engine verl places its own GPUs (%s.verl); %s.launch is not used", variant, variant, variant)
             launch = None
+    if cfg.engine == "verl" and cfg.monitor.enabled:
+        logger.warning("%s.monitor: the over-optimisation monitor runs in the own engine and GRPO; engine verl does "
+                       "not measure it (no monitor/* metrics for this run)", variant)
     if cfg.check_length_budget:
         check_length_budget(list(sft_set["completion"]), policy_model, cfg.max_new_tokens, variant)
     prompts, rubrics = list(rl_set["prompt"]), list(rl_set["criteria"])
@@ -115,8 +120,9 @@ def train_ppo_policy(
                               reward_cfg, spec, variant)
         reward_fn, judge_ = build_reward(spec, reward_cfg)
         out = train(policy_model, prompts, reward_fn, cfg.model_copy(update={"output_dir": output_dir}), rubrics=rubrics,
-                    log_fn=log, reward_cfg=reward_cfg)
-        check_judge(judge_, "reward judgements unscored (imputed with the batch mean)")
+                    log_fn=log, reward_cfg=reward_cfg, judge_audit=audit_of(judge_),
+                    monitor_judges=judges_from_reward_spec(spec) if cfg.monitor.enabled else None)
+        check_judge(judge_, "reward judgements unscored (scored 1, the minimum)")
         return out["final_dir"], {"history": out["history"], "judge_failed_items": judge_.stats.failed_items}
 
     def launched(launch_, output_dir: str) -> tuple[str, dict]:
@@ -135,22 +141,44 @@ def train_ppo_policy(
     return run.model_dir, history, mlflow_metric_history(curves)
 
 
+MONITOR_COLUMNS = ("monitor/reward_score", "monitor/eval_score", "monitor/gap")
+
+
 def plot_reward_and_length(history: pd.DataFrame) -> Figure:
-    """Reward and response length over PPO steps (the paper: process reward cuts length ~20%).
+    """Reward and response length over training steps (the paper: process reward cuts length ~20%), and
+    the over-optimisation monitor beside them when it ran (:mod:`r2_write.rl.monitor`).
+
+    The monitor panel draws, per variant, the reward judge's and ``eval_judge``'s mean score of the
+    held-out answers (1-10) at the steps it measured, and their gap: a reward curve that rises while
+    the gap grows is the reward judge being pleased without the writing improving.
 
     Args:
-        history: Per-step history of one or more variants (column ``variant``).
+        history: Per-step history of one or more variants (column ``variant``; PPO or GRPO, whose
+            metrics share these names).
 
     Returns:
         The figure (PNG artifact in MLflow).
     """
-    fig = Figure(figsize=(9, 3.5))
-    ax1, ax2 = fig.subplots(1, 2)
+    monitored = all(c in history for c in MONITOR_COLUMNS) and history["monitor/gap"].notna().any()
+    fig = Figure(figsize=(13.5 if monitored else 9, 3.5))
+    axes = fig.subplots(1, 3 if monitored else 2)
+    ax1, ax2 = axes[0], axes[1]
     for variant, h in history.groupby("variant"):
-        ax1.plot(h.index + 1, h["reward/mean"], marker="o", label=variant)
-        ax2.plot(h.index + 1, h["response/length_tokens"], marker="o", label=variant)
-    ax1.set(xlabel="PPO step", ylabel="reward/mean", title="Reward")
-    ax2.set(xlabel="PPO step", ylabel="tokens", title="Response length")
+        steps = np.arange(1, len(h) + 1)
+        ax1.plot(steps, h["reward/mean"], marker="o", label=variant)
+        ax2.plot(steps, h["response/length_tokens"], marker="o", label=variant)
+        if monitored:
+            seen = h["monitor/gap"].notna().to_numpy()
+            axes[2].plot(steps[seen], h["monitor/reward_score"][seen], marker="o", label=f"{variant} reward judge")
+            axes[2].plot(steps[seen], h["monitor/eval_score"][seen], marker="s", linestyle="--",
+                         label=f"{variant} eval judge")
+            axes[2].plot(steps[seen], h["monitor/gap"][seen], marker="^", linestyle=":", label=f"{variant} gap")
+    ax1.set(xlabel="step", ylabel="reward/mean", title="Reward")
+    ax2.set(xlabel="step", ylabel="tokens", title="Response length")
     ax1.legend()
+    if monitored:
+        axes[2].axhline(0.0, color="grey", linewidth=0.5)
+        axes[2].set(xlabel="step", ylabel="score (1-10) / gap", title="Held-out: reward judge vs eval judge")
+        axes[2].legend(fontsize=7)
     fig.tight_layout()
     return fig
