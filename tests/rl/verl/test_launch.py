@@ -121,3 +121,22 @@ def test_an_rl_set_smaller_than_one_step_stops_before_veRL(tmp_path, project_par
     with pytest.raises(VerlError, match=r"^ppo: the RL set has 2 prompts, fewer than one veRL step takes \(ppo\.batch_size"):
         run_node(project_params, llm_params, tiny_model_dir, params)
     assert not (tmp_path / "stub.log").exists()  # veRL never started
+
+
+def test_the_ppo_pipeline_stops_in_seconds_without_veRLs_environment(tmp_path, tiny_model_dir, project_params,
+                                                                     llm_params):
+    """The pipeline as `kedro run --pipelines ppo` runs it (SequentialRunner, the catalog's inputs): one line, at once."""
+    import time
+
+    from kedro.runner import SequentialRunner
+
+    from r2_write.pipelines.ppo import create_pipeline
+    from tests.pipelines.training_inputs import rl_catalog
+
+    params = {**VERL_TINY, "output_dir": str(tmp_path / "ppo"), "verl": {"python": ".venv-verl-missing/bin/python"}}
+    catalog = rl_catalog(tiny_model_dir, project_params, llm_params, "ppo", params)
+    start = time.perf_counter()
+    with pytest.raises(VerlError, match=r"^ppo\.engine is verl but veRL's environment is missing \(\.venv-verl-missing/bin/"
+                                        r"python not found\): build it with `make verl-env`"):
+        SequentialRunner().run(create_pipeline(), catalog)
+    assert time.perf_counter() - start < 10
