@@ -182,3 +182,36 @@ def test_the_trainer_takes_veRLs_non_streaming_reward_path(monkeypatch):
     assert "reward_loop_worker_handles = self.reward_loop_manager.reward_loop_workers if enable_agent_reward_loop else None" in init_workers
     assert 'if self.use_rm and "rm_scores" not in batch.batch.keys():' in fit
     assert 'batch.batch["token_level_scores"] = reward_tensor' in fit
+
+
+def test_veRLs_kl_penalty_and_gae_on_those_scores_match_the_own_loop(tokenizer, tiny_model_dir, batch, tmp_path,
+                                                                     fake_judge_path, monkeypatch):
+    """One step further: veRL's apply_kl_penalty and compute_advantage (what fit runs next, with the generated config)
+    against the own compute_rewards, compute_gae and whitening, on the same scores, log-probs and values."""
+    from verl.trainer.ppo import core_algos
+    from verl.trainer.ppo.ray_trainer import apply_kl_penalty, compute_advantage
+
+    from r2_write.rl.ppo import compute_gae, compute_rewards
+    from r2_write.rl.utils import masked_whiten
+
+    config = verl_config(tiny_model_dir, tmp_path, fake_judge_path, monkeypatch)
+    data = verl_batch(batch)
+    scores, _ = verl_token_level_scores(config, data, monkeypatch)
+    gen = torch.Generator().manual_seed(0)
+    shape = scores.shape
+    logp, ref_logp = -torch.rand(shape, generator=gen) * 3, -torch.rand(shape, generator=gen) * 3
+    values = torch.randn(shape, generator=gen)
+    mask = data.batch["response_mask"].float()
+    data.batch["token_level_scores"] = scores
+    data.batch["old_log_probs"], data.batch["ref_log_prob"], data.batch["values"] = logp, ref_logp, values
+    data, _ = apply_kl_penalty(data, kl_ctrl=core_algos.get_kl_controller(config.algorithm.kl_ctrl),
+                               kl_penalty=config.algorithm.kl_penalty)
+    data = compute_advantage(data, adv_estimator=config.algorithm.adv_estimator, gamma=config.algorithm.gamma,
+                             lam=config.algorithm.lam, config=config.algorithm)
+
+    own_rewards, _ = compute_rewards(scores, logp * mask, ref_logp * mask, mask, kl_coef=config.algorithm.kl_ctrl.kl_coef)
+    assert torch.equal(data.batch["token_level_rewards"] * mask, own_rewards)
+    own_adv, own_returns = compute_gae(own_rewards, values, mask, gamma=config.algorithm.gamma, lam=config.algorithm.lam)
+    m = mask.bool()
+    torch.testing.assert_close(data.batch["returns"][m], own_returns[m], atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(data.batch["advantages"][m], masked_whiten(own_adv, mask)[m], atol=2e-5, rtol=2e-5)
