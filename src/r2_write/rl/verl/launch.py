@@ -117,7 +117,8 @@ def run_streamed(command: list[str], what: str, env: dict[str, str] | None = Non
     causes: deque[str] = deque(maxlen=5)
     try:
         proc = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+                                stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     except OSError as exc:
         raise VerlError(f"{what} could not start ({command[0]}): {exc}") from None
     try:
@@ -189,3 +190,10 @@ def train_verl(
         history.update(steps_from_log(path))
     return str(final), {"history": [history[s] for s in sorted(history)], "judge_failed_items": float("nan")}
 
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """SIGTERM the veRL driver when this process dies (a killed ``kedro run`` leaves no trainer; rerun resumes)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
