@@ -109,9 +109,10 @@ def main(argv: list[str] | None = None) -> None:
         auto_set_device(config)
         validate_config(config=config, use_reference_policy=need_reference_policy(config),
                         use_critic=need_critic(config))
-        with open_dict(config):  # the Ray workers (reward loop) read the spec path from their environment
+        passed = {k: os.environ[k] for k in (SPEC_ENV, "VERL_FILE_LOGGER_PATH") if k in os.environ}
+        with open_dict(config):  # Ray workers: the reward loop reads the spec, the task runner's tracker the log path
             runtime_env = config.ray_kwargs.ray_init.runtime_env
-            runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), SPEC_ENV: os.environ[SPEC_ENV]}
+            runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), **passed}
         run_ppo(config, task_runner_class=_task_runner_class())
 
     _main()
