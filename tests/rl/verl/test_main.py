@@ -8,6 +8,7 @@ import sys
 from types import SimpleNamespace
 
 import numpy as np
+from pathlib import Path
 import pytest
 import yaml
 
@@ -86,3 +87,27 @@ def test_a_judge_over_its_failure_budget_stops_the_reward_worker(tokenizer):
     manager = ProcessRewardManager(OmegaConf.create({}), tokenizer, spec=spec, reward_fn=reward_fn, judge=Judge())
     with pytest.raises(FailureBudgetError, match="5 of 5 items failed"):
         manager.check_judge_budget()
+
+
+def test_the_entry_point_validates_and_hands_veRL_our_task_runner(tmp_path, monkeypatch, embedded_model_dir):
+    """main() up to veRL's run_ppo (which needs GPUs): config validated, spec and log path passed to the Ray workers."""
+    import verl.trainer.main_ppo as main_ppo
+
+    from r2_write.rl.verl.main import main
+
+    cfg = PPOConfig(engine="verl", critic="separate", batch_size=2, mini_batch_size=2, max_new_tokens=64,
+                    verl={"n_gpus_per_node": 1, "ulysses_sequence_parallel_size": 1})
+    overrides = verl_overrides(cfg, policy_dir=str(embedded_model_dir), train_file="/d.parquet", checkpoint_dir="/c",
+                               n_prompts=4)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"reward": {}, "reward_config": {}, "process_weight": 0.5, "eos_ids": [2]}))
+    monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(tmp_path / "metrics.jsonl"))
+    seen = {}
+    monkeypatch.setattr(main_ppo, "run_ppo", lambda config, task_runner_class: seen.update(config=config, runner=task_runner_class))
+    monkeypatch.setattr(sys, "argv", ["main"])
+    cwd = Path.cwd()
+    main([f"--r2-spec={spec}", *hydra_args(overrides), f"hydra.run.dir={tmp_path / 'hydra'}"])
+    env = seen["config"].ray_kwargs.ray_init.runtime_env.env_vars
+    assert env["R2_VERL_SPEC"] == str(spec) and env["VERL_FILE_LOGGER_PATH"] == str(tmp_path / "metrics.jsonl")
+    assert seen["runner"].__ray_actor_class__.__name__ == "_Runner"
+    assert (tmp_path / "hydra").is_dir() and Path.cwd() == cwd  # Hydra's output dir is the run's, cwd restored

@@ -106,7 +106,7 @@ def prepare_run(
                                experiment=variant)
     (run_dir / "overrides.yaml").write_text(yaml.safe_dump(overrides, sort_keys=False))
     command = [str(Path(cfg.verl.python).expanduser()), "-m", ENTRY_MODULE, f"--r2-spec={spec_file.resolve()}",
-               *hydra_args(overrides)]
+               *hydra_args(overrides), f"hydra.run.dir={(run_dir / 'hydra').resolve()}"]  # not ./outputs/<date>
     (run_dir / "command.json").write_text(json.dumps(command, indent=1))
     return command, run_dir
 
