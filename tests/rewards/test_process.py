@@ -84,11 +84,16 @@ def test_config_validation():
         ProcessRewardConfig(max_steps=-1)
     with pytest.raises(ValueError, match=r"format_penalty \(1\) must exceed max_steps"):  # 40 x 0.025 = 1
         ProcessRewardConfig(max_steps=40)
-    with pytest.raises(ValueError, match=r"min_gain / \(score_max - score_min\) \(0\.0222222\) must be >="):
-        ProcessRewardConfig(min_gain=0.2)
     with pytest.raises(ValueError, match="max_total_penalty"):  # replaced by max_steps
         ProcessRewardConfig(max_total_penalty=1.0)
     assert ProcessRewardConfig(min_gain=0.0, redundancy_penalty=0.0, step_cost=0.0).min_gain == 0.0
+
+
+def test_lambda_and_the_penalties_must_let_a_real_improvement_pay():
+    assert ProcessRewardConfig().weight_problem(1.0) is None  # the defaults, at every lambda <= 1
+    assert ProcessRewardConfig(step_cost=0.01).weight_problem(0.5) is None  # 0.0278 >= 0.5 x 0.03
+    assert "0.03" in ProcessRewardConfig(step_cost=0.01).weight_problem(1.0)  # 0.0278 < 1 x 0.03
+    assert ProcessRewardConfig(min_gain=0.0).weight_problem(0.0) is None  # outcome-only ablation
 
 
 def test_token_rewards_sit_on_version_ending_tokens(tokenizer):
@@ -188,3 +193,15 @@ def test_a_text_the_judge_cannot_score_counts_as_the_worst_score():
     assert res["outcome"] == 1.0 and res["version_scores"] == [7.0, 1.0, 1.0]
     assert res["n_unscored"] == 3  # revision 1, revision 2 and the answer (one text, counted per use)
     assert outcome_reward_fn(lambda p, t, r: [None] * len(t))(["p"], [text]) == [0.0]
+
+
+def test_the_ppo_node_rejects_a_lambda_the_penalties_outweigh_at_load():
+    import pandas as pd
+
+    from r2_write.config import ConfigError
+    from r2_write.pipelines.ppo.nodes import train_ppo_policy
+
+    rl_set = pd.DataFrame({"prompt": ["Write."], "criteria": [None]})
+    params = {"process_weight": 1.0, "reward": {"step_cost": 0.01}}  # 0.25 / 9 < 1 x (0.02 + 0.01)
+    with pytest.raises(ConfigError, match=r"ppo\.reward.*min_gain / \(score_max - score_min\)"):
+        train_ppo_policy(rl_set, pd.DataFrame(), "no-model", params, {}, {}, [], variant="ppo")

@@ -27,9 +27,10 @@ trainer's token path):
   length; more than ``max_steps`` steps is a format violation (``-format_penalty``, validated
   to lie below every well-formed total);
 * **reflection pays when it helps**: a step that raises the answer by more than ``min_gain``
-  raises the total, at any lambda <= 1 (validated: ``min_gain / 9 >= redundancy_penalty +
-  step_cost``, so the outcome's rise pays for the step even where the step itself is not
-  credited);
+  raises the total (checked when PPO starts, :meth:`ProcessRewardConfig.weight_problem`:
+  ``min_gain / 9 >= lambda x (redundancy_penalty + step_cost)``, so the outcome's rise pays
+  for the step even where the step itself is not credited; the defaults hold for every
+  lambda <= 1);
 * duplicates are exact texts; anything else is judged; a text the judge returns no finite
   score for counts as ``score_min``; a malformed completion never raises.
 
@@ -127,12 +128,28 @@ class ProcessRewardConfig(BaseModel):
             raise ValueError(
                 f"format_penalty ({self.format_penalty:g}) must exceed max_steps x (redundancy_penalty + step_cost) "
                 f"({self.max_steps * step:g}), so a malformed completion earns less than any well-formed one")
-        if self.min_gain / self.score_span < step:
-            raise ValueError(
-                f"min_gain / (score_max - score_min) ({self.min_gain / self.score_span:g}) must be >= "
-                f"redundancy_penalty + step_cost ({step:g}), so a step that raises the answer by more than min_gain "
-                f"pays for itself at any lambda <= 1")
         return self
+
+    def weight_problem(self, process_weight: float) -> str | None:
+        """Why lambda (``process_weight``) and these settings break "reflection pays when it helps", or None.
+
+        A step that raises the answer by just over ``min_gain`` but is itself not credited (an
+        earlier version was already a little better than the old answer) changes the total by
+        about ``min_gain / span - lambda x (redundancy_penalty + step_cost)``, which must not be
+        negative. The defaults satisfy it for every lambda <= 1. The PPO node checks it when it
+        builds the two configs (lambda's home is ``ppo.process_weight``).
+
+        >>> ProcessRewardConfig().weight_problem(1.0) is None
+        True
+        >>> ProcessRewardConfig(step_cost=0.02).weight_problem(1.0)
+        'min_gain / (score_max - score_min) (0.0278) must be >= process_weight x (redundancy_penalty + step_cost) (0.04), so a step that raises the answer by more than min_gain raises the total'
+        """
+        need = process_weight * (self.redundancy_penalty + self.step_cost)
+        if self.min_gain / self.score_span < need:
+            return (f"min_gain / (score_max - score_min) ({self.min_gain / self.score_span:.3g}) must be >= "
+                    f"process_weight x (redundancy_penalty + step_cost) ({need:.3g}), so a step that raises the "
+                    f"answer by more than min_gain raises the total")
+        return None
 
     @property
     def score_span(self) -> float:

@@ -97,6 +97,8 @@ def train_ppo_policy(
                           f"lambda is set by '{variant}.process_weight'")
     reward_cfg = parse_params(ProcessRewardConfig, params.pop("reward", {}), f"{variant}.reward")
     cfg = parse_params(PPOConfig, params, variant)
+    if problem := reward_cfg.weight_problem(cfg.process_weight):  # lambda meets the reward settings here
+        raise ConfigError(f"invalid parameters:\n  parameter '{variant}.reward': {problem}")
     if cfg.engine == "verl":  # veRL's PPO in its own environment (r2_write.rl.verl.launch): fail now if it is missing
         from r2_write.rl.verl.launch import check_environment
 
