@@ -110,7 +110,7 @@ class PeakMemory:
 def _judge_reward(llm: dict, kind: str):
     import yaml
 
-    from r2_write.training.stage import judge_reward
+    from r2_write.rewards.spec import judge_reward
 
     base = yaml.safe_load((ROOT / "conf" / "base" / "parameters.yml").read_text())
     reward_fn, judge = judge_reward(llm, base["judge"], base["generic_rubric"], kind=kind)

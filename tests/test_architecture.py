@@ -88,3 +88,17 @@ def test_checkpoint_helpers_have_one_home():
     assert "r2_write.training.checkpoints" not in graph
     users = {m for m, ts in graph.items() if "r2_write.runs" in ts}
     assert {"r2_write.rl.trainer", "r2_write.training.reuse", "r2_write.training.stage"} <= users
+
+
+def _files_matching(pattern: str) -> set[str]:
+    import re
+
+    regex = re.compile(pattern)
+    return {str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if regex.search(p.read_text())}
+
+
+def test_one_home_each_for_the_reward_builder_the_run_identity_and_the_model_loader():
+    assert _files_matching(r"spec\[\"function\"\]") == {"rewards/spec.py"}  # a reward built from its judge spec
+    assert _files_matching(r"def (run_key|training_key|run_dir)\(") == {"runs.py"}  # one hash for resume and reuse
+    # tokenizers and models load in llm/loading.py; llm/embedded.py converts the GGUF file once (make model)
+    assert _files_matching(r"Auto(Tokenizer|Model\w*)\.from_pretrained") == {"llm/loading.py", "llm/embedded.py"}

@@ -138,7 +138,7 @@ def monitor_judges(llm: dict, judge: dict, generic_rubric: list[dict]) -> Monito
 
 
 def judges_from_reward_spec(spec: dict | None) -> MonitorJudges | None:
-    """The monitor's judges from a training's reward spec (:func:`r2_write.training.stage.reward_spec`), or None
+    """The monitor's judges from a training's reward spec (:func:`r2_write.rewards.spec.reward_spec`), or None
     when the spec is not the rubric judge's (a launched process builds them from the same parameters)."""
     kwargs = (spec or {}).get("kwargs") or {}
     if not {"llm", "judge", "generic_rubric"} <= set(kwargs):

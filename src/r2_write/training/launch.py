@@ -111,8 +111,8 @@ def launch_ppo(
         cfg: The :class:`~r2_write.rl.ppo_config.PPOConfig` (its ``output_dir`` holds the checkpoints).
         reward_cfg: The :class:`~r2_write.rewards.process.ProcessRewardConfig`.
         reward: How each process builds its reward: ``{"function": "module:attr", "kwargs": {...}}``,
-            ``function(**kwargs) -> (reward_fn, judge or None)``; :func:`r2_write.training.stage.reward_spec`
-            gives the rubric judge's, :func:`r2_write.training.stage.build_reward` builds it.
+            ``function(**kwargs) -> (reward_fn, judge or None)``; :func:`r2_write.rewards.spec.reward_spec`
+            gives the rubric judge's, :func:`r2_write.rewards.spec.build_reward` builds it.
 
     Returns:
         ``{"history", "final_dir", "judge_failed_items", "num_processes"}``.
@@ -339,7 +339,7 @@ def _without_double_checkpointing(config: dict, stage: str) -> dict:
 
 def _run_ppo(payload: dict) -> dict:
     from r2_write.rewards.process import ProcessRewardConfig
-    from r2_write.training.stage import build_reward
+    from r2_write.rewards.spec import build_reward
     from r2_write.judge.reward import audit_of
     from r2_write.rl.monitor import judges_from_reward_spec
     from r2_write.rl.trainer import train
@@ -367,7 +367,7 @@ def _run_grpo(payload: dict) -> dict:
     from r2_write.judge.reward import audit_of
     from r2_write.rl.monitor import judges_from_reward_spec
     from r2_write.training.grpo import GRPOParams, train_grpo
-    from r2_write.training.stage import build_reward
+    from r2_write.rewards.spec import build_reward
 
     reward_fn, judge = build_reward(payload["reward"])
     cfg = GRPOParams(**_without_double_checkpointing(payload["config"], "grpo"))

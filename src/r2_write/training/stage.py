@@ -2,9 +2,9 @@
 
 A training node validates its own settings and then hands the rest here:
 
-- **the reward**, built from a JSON-able judge spec (:func:`reward_spec`, :func:`build_reward`): the
-  node in the Kedro process and every launched process build it the same way, from the same
-  ``params:llm`` / ``params:judge`` (:mod:`r2_write.roles`);
+- **the reward**, built from a JSON-able judge spec (:mod:`r2_write.rewards.spec`): the node in the
+  Kedro process, every launched process and veRL's reward workers build it the same way, from the
+  same ``params:llm`` / ``params:judge`` (:mod:`r2_write.roles`);
 - **the run identity**, :func:`r2_write.runs.run_key` over the stage's parts (settings, data, models
   by content, the reward's judge): one key names the resume checkpoints and the finished-training store;
 - **launched or in process**: with a ``launch`` block the training runs in ``accelerate launch``
@@ -21,68 +21,18 @@ A training node validates its own settings and then hands the rest here:
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from r2_write.llm.cache import model_identity
+from r2_write.rewards.spec import build_reward, reward_spec  # noqa: F401 (the stage's reward, one home)
 from r2_write.runs import checkpoint_dir, run_key, training_settings
 from r2_write.tracking import NestedRunLogger
 from r2_write.training.reuse import reuse_or_train
 
 logger = logging.getLogger(__name__)
-
-REWARD_KINDS = ("process", "outcome")
-
-
-# ----------------------------------------------------------------------------- the reward
-
-
-def reward_spec(llm: dict, judge: dict, generic_rubric: list[dict], kind: str = "process") -> dict:
-    """The rubric judge's reward as JSON (``kind``: ``process`` for PPO, ``outcome`` for GRPO).
-
-    ``{"function": "module:attr", "kwargs": {...}}``: :func:`build_reward` calls
-    ``function(**kwargs)``, in the Kedro process or in a launched one.
-    """
-    if kind not in REWARD_KINDS:
-        raise ValueError(f"unknown reward kind {kind!r}: one of {', '.join(REWARD_KINDS)}")
-    return {"function": f"{__name__}:judge_reward",
-            "kwargs": {"llm": llm, "judge": judge, "generic_rubric": generic_rubric, "kind": kind}}
-
-
-def judge_reward(llm: dict, judge: dict, generic_rubric: list[dict], kind: str = "process", reward_cfg=None):
-    """The rubric judge's reward: ``(reward_fn, judge)``.
-
-    ``process``: :func:`~r2_write.rewards.process.process_reward_fn` (PPO; ``reward_cfg`` its
-    settings); ``outcome``: :func:`~r2_write.rewards.process.outcome_reward_fn` (GRPO), both over
-    :func:`r2_write.judge.reward.judge_score_fn` of :func:`r2_write.roles.judge_for`.
-    """
-    from r2_write.judge.reward import judge_score_fn
-    from r2_write.rewards.process import outcome_reward_fn, process_reward_fn
-    from r2_write.roles import judge_for
-
-    judge_ = judge_for(llm, judge)
-    score_fn = judge_score_fn(judge_, generic_rubric)
-    if kind == "process":  # the score function as the judge: its stats, plus unscored counts and the budget check
-        return process_reward_fn(score_fn, reward_cfg), score_fn
-    if kind == "outcome":
-        return outcome_reward_fn(score_fn), score_fn
-    raise ValueError(f"unknown reward kind {kind!r}: one of {', '.join(REWARD_KINDS)}")
-
-
-def build_reward(spec: dict, reward_cfg=None) -> tuple[Callable, Any]:
-    """``(reward_fn, judge or None)`` from a spec; ``reward_cfg`` goes to factories that take it."""
-    module, _, attr = spec["function"].partition(":")
-    factory = getattr(importlib.import_module(module), attr)
-    kwargs = dict(spec.get("kwargs", {}))
-    if reward_cfg is not None and "reward_cfg" in inspect.signature(factory).parameters:
-        kwargs["reward_cfg"] = reward_cfg
-    built = factory(**kwargs)
-    return built if isinstance(built, tuple) else (built, None)
-
 
 def rl_parts(settings: dict, launch: Any, policy_model: str, prompts: list, rubrics: list, spec: dict) -> dict:
     """The identity parts of an RL training (PPO, GRPO): settings, data, policy, reward judge, its local models.

@@ -28,7 +28,7 @@ from r2_write.rl.ppo import token_scores
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.rollout import decode_with_offsets, response_mask
 from r2_write.rl.verl.overrides import hydra_args, verl_overrides
-from r2_write.training.stage import build_reward
+from r2_write.rewards.spec import build_reward
 from tests.rl.verl.conftest import compose
 
 PROMPTS = ["Plan a lesson on tides.", "Write an ad.", "Write a memo.", "Describe rain."]

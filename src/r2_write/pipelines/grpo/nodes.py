@@ -11,7 +11,8 @@ from r2_write.rl.monitor import judges_from_reward_spec
 from r2_write.tracking import mlflow_metric_history
 from r2_write.training.grpo import GRPOParams, train_grpo
 from r2_write.training.launch import launch_grpo, parse_launch
-from r2_write.training.stage import Stage, build_reward, reward_spec, rl_parts, train_stage
+from r2_write.rewards.spec import build_reward, reward_spec
+from r2_write.training.stage import Stage, rl_parts, train_stage
 
 # TRL log keys -> the metric names every RL variant shares
 _SHARED_NAMES = {

@@ -73,9 +73,11 @@ def check_environment(python: str) -> Path:
 
 def eos_ids(policy_dir: str) -> list[int]:
     """End tokens as the own rollout takes them: the tokenizer's and the generation config's."""
-    from transformers import AutoTokenizer, GenerationConfig
+    from transformers import GenerationConfig
 
-    ids = {AutoTokenizer.from_pretrained(policy_dir).eos_token_id}
+    from r2_write.llm.loading import load_tokenizer
+
+    ids = {load_tokenizer(policy_dir).eos_token_id}
     try:
         gen_eos = GenerationConfig.from_pretrained(policy_dir).eos_token_id
     except OSError:  # no generation_config.json

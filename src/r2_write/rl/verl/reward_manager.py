@@ -25,8 +25,6 @@ The run's settings come from the JSON file named by ``R2_VERL_SPEC`` (written by
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import os
 from typing import Any
@@ -37,25 +35,10 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from r2_write.rewards.process import ProcessRewardConfig
+from r2_write.rewards.spec import build_reward
 from r2_write.rl.verl.rewards import place_scores, score_sample
 
 SPEC_ENV = "R2_VERL_SPEC"
-
-
-def build_reward(spec: dict, reward_cfg: ProcessRewardConfig):
-    """``(reward_fn, judge)`` from the JSON reward spec, the way every launched trainer builds it.
-
-    The spec names its factory as data (``"module:attr"``, :func:`r2_write.training.stage.reward_spec`),
-    so this module does not import ``training`` (rl/ must not depend on it): the same contract as
-    :func:`r2_write.training.stage.build_reward`.
-    """
-    module, _, attr = spec["function"].partition(":")
-    factory = getattr(importlib.import_module(module), attr)
-    kwargs = dict(spec.get("kwargs", {}))
-    if "reward_cfg" in inspect.signature(factory).parameters:
-        kwargs["reward_cfg"] = reward_cfg
-    built = factory(**kwargs)
-    return built if isinstance(built, tuple) else (built, None)
 
 
 def load_spec(path: str | None = None) -> dict:
