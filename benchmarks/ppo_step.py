@@ -137,11 +137,11 @@ class Parts:
         with ExitStack() as stack:
             for name, attr in (("generate", "generate"),):
                 stack.enter_context(mock.patch.object(lm, attr, self.wrap(name, getattr(lm, attr))))
-            for name, fn in (("policy scoring", "response_logits_and_values"), ("reference", "reference_logprobs"),
+            for name, fn in (("policy scoring", "response_scores"), ("reference", "reference_logprobs"),
                              ("decode", "decode_with_offsets"), ("encode", "encode_prompts")):
                 stack.enter_context(mock.patch.object(rollout_mod, fn, self.wrap(name, getattr(rollout_mod, fn))))
             stack.enter_context(mock.patch.object(
-                ppo_mod, "response_logits_and_values", self.wrap("update forward", ppo_mod.response_logits_and_values)))
+                ppo_mod, "response_scores", self.wrap("update forward", ppo_mod.response_scores)))
             stack.enter_context(mock.patch.object(optimizer, "step", self.wrap("optimizer step", optimizer.step)))
             yield self
 

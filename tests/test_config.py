@@ -97,3 +97,23 @@ def test_ppo_config_errors_name_the_field_and_list_the_known_ones():
             parse_params(PPOConfig, {field: value}, "ppo")
     cfg = parse_params(PPOConfig, {"learning_rate": 1, "batch_size": 4, "mini_batch_size": 2}, "ppo")
     assert cfg.learning_rate == 1.0 and cfg.micro_batch_size == 2 and cfg.num_mini_batches == 2  # an int is a number
+
+
+def test_paper_lengths_of_sft_ppo_and_grpo_come_from_one_arithmetic(project_root):
+    """conf/paper: ppo.max_new_tokens, grpo.max_completion_length and sft.max_length = length_budget(synthesis.loop)."""
+    from kedro.config import OmegaConfigLoader
+
+    from r2_write.settings import CONFIG_LOADER_ARGS
+    from r2_write.synthesis import SynthesisConfig
+    from r2_write.training.length_budget import length_budget, longest_trajectory
+
+    params = OmegaConfigLoader(str(project_root / "conf"), **{**CONFIG_LOADER_ARGS, "default_run_env": "paper"})["parameters"]
+    synthesis = parse_params(SynthesisConfig, params["synthesis"]["loop"], "synthesis.loop")
+    budget = length_budget(synthesis, params["ppo"]["max_prompt_length"])
+    assert budget.response == longest_trajectory(synthesis) == 25088  # 1024 + 4096 + 3 x 5120 + 4096 + 512
+    assert params["ppo"]["max_new_tokens"] == budget.ppo_max_new_tokens
+    assert params["grpo"]["max_completion_length"] == budget.grpo_max_completion_length  # GRPO cut where PPO is
+    assert params["sft"]["max_length"] == budget.sft_max_length == 2048 + 25088
+    # one more reflection round would need 5120 more tokens everywhere
+    longer = synthesis.model_copy(update={"max_rounds": 4})
+    assert length_budget(longer, 2048).sft_max_length - budget.sft_max_length == 1024 + 4096

@@ -29,7 +29,7 @@ def test_one_step_times_its_parts_and_the_floors_use_its_tokens(bench, tiny_mode
     cfg = bench.PPOConfig(batch_size=2, mini_batch_size=2, max_new_tokens=4, max_prompt_length=32)
     reward_cfg = bench.ProcessRewardConfig()
     prompts = bench.load_prompts("missing.jsonl", 2, tokenizer, 32)
-    originals = (rollout_mod.reference_logprobs, ppo_mod.response_logits_and_values, optimizer.step)
+    originals = (rollout_mod.reference_logprobs, ppo_mod.response_scores, optimizer.step)
 
     run = bench.one_step(policy, ref, tokenizer, optimizer, prompts, cfg,
                          bench.process_reward_fn(bench.fake_judge, reward_cfg), reward_cfg, torch.device("cpu"))
@@ -43,7 +43,7 @@ def test_one_step_times_its_parts_and_the_floors_use_its_tokens(bench, tiny_mode
     assert bench.update_floor(policy.lm, ref, ro, torch.device("cpu")) > 0
     assert all(p.grad is None for p in policy.lm.parameters())  # the floor leaves no gradient behind
     assert "generate" not in vars(policy.lm)  # the wrappers are gone
-    assert (rollout_mod.reference_logprobs, ppo_mod.response_logits_and_values, optimizer.step) == originals
+    assert (rollout_mod.reference_logprobs, ppo_mod.response_scores, optimizer.step) == originals
 
 
 def test_prompts_are_cut_to_fit_the_prompt_length(bench, tiny_model_dir, tmp_path):

@@ -56,3 +56,74 @@ def test_killed_run_resumes_from_the_last_checkpoint_and_matches_an_uninterrupte
     a, b = AutoModelForCausalLM.from_pretrained(full_dir), AutoModelForCausalLM.from_pretrained(resumed_dir)
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.allclose(x, y, atol=1e-6), name
+
+
+# ----------------------------------------------------------------------------- long examples (issue 24)
+
+
+def test_example_lengths_are_the_lengths_trl_trains_on(tiny_model_dir, tmp_path):
+    """example_lengths counts what SFTTrainer's own tokenization yields (chat template over prompt + completion)."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from r2_write.training.sft import example_lengths
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    completions = [c * (i + 1) for i, c in enumerate(COMPLETIONS)]
+    args = SFTConfig(output_dir=str(tmp_path), max_length=None, report_to="none", completion_only_loss=True, bf16=False)
+    trainer = SFTTrainer(model=tiny_model_dir, args=args, processing_class=tokenizer,
+                         train_dataset=Dataset.from_list(to_chat_examples(PROMPTS, completions)))
+    trained = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+    assert example_lengths(tokenizer, PROMPTS, completions) == trained and len(set(trained)) == 4
+
+
+def test_overlong_examples_are_dropped_up_to_the_stated_share_then_fail(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from r2_write.config import ConfigError
+    from r2_write.training.sft import example_lengths, overlong_examples
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    completions = [c * (i + 1) for i, c in enumerate(COMPLETIONS)]
+    lengths = example_lengths(tokenizer, PROMPTS, completions)
+    limit = lengths[2]  # example 2 fits exactly, example 3 is longer
+    assert overlong_examples(tokenizer, PROMPTS, completions, SFTParams(max_length=limit, max_overlong_fraction=0.25)) == [3]
+    assert overlong_examples(tokenizer, PROMPTS, completions, SFTParams(max_length=lengths[3])) == []
+    with pytest.raises(ConfigError, match=r"sft.max_length=\d+: 2 of 4 SFT examples are longer"):
+        overlong_examples(tokenizer, PROMPTS, completions, SFTParams(max_length=lengths[1], max_overlong_fraction=0.25))
+
+
+def test_sft_node_drops_overlong_examples_and_logs_them(tiny_model_dir, monkeypatch, caplog):
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    import r2_write.pipelines.sft.nodes as nodes
+    from r2_write.training.sft import example_lengths
+
+    completions = [c * (i + 1) for i, c in enumerate(COMPLETIONS)]
+    lengths = example_lengths(AutoTokenizer.from_pretrained(tiny_model_dir), PROMPTS, completions)
+    trained = {}
+
+    def fake_stage(stage):
+        trained["data"] = stage.parts["data"]
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(nodes, "train_stage", fake_stage)
+    sft_set = pd.DataFrame({"prompt": PROMPTS, "completion": completions})
+    with pytest.raises(RuntimeError, match="stop before training"):
+        nodes.train_sft_model(sft_set, tiny_model_dir, {"max_length": lengths[2], "max_overlong_fraction": 0.25})
+    assert trained["data"] == (PROMPTS[:3], completions[:3])
+    assert "1 of 4 examples are longer than sft.max_length" in caplog.text
+
+
+def test_padding_free_batches_give_the_padded_loss(tiny_model_dir, tmp_path):
+    """padding_free (conf/paper) on CPU: the first step's loss equals the padded batch's (no attention across examples)."""
+    completions = [c * (i + 1) for i, c in enumerate(COMPLETIONS)]  # uneven lengths: padding matters
+    losses = {}
+    for padding_free in (False, True):
+        cfg = SFTParams(max_steps=1, per_device_train_batch_size=4, max_length=512, learning_rate=1e-3,
+                        padding_free=padding_free, output_dir=str(tmp_path / str(padding_free)))
+        _, history = train_sft(tiny_model_dir, PROMPTS, completions, cfg)
+        losses[padding_free] = history[0]["loss"]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)

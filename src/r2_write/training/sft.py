@@ -40,7 +40,16 @@ class SFTParams(CheckpointParams):
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
     per_device_train_batch_size: int = Field(2, ge=1, description="Batch size per device.")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
-    max_length: int = Field(1024, ge=16, description="Truncate examples to this many tokens.")
+    max_length: int = Field(
+        1024, ge=16, description="Longest example in tokens (chat-templated prompt + trajectory + answer); longer "
+                                 "ones are dropped and counted at the SFT node, never truncated (they would lose "
+                                 "their answer). conf/paper sizes it with r2_write.training.length_budget.")
+    max_overlong_fraction: float = Field(
+        0.05, ge=0, le=1, description="The SFT node fails when more than this share of the examples is longer than "
+                                      "max_length (raise max_length); up to it they are dropped and logged.")
+    padding_free: bool = Field(
+        False, description="TRL padding-free batches: the examples of a batch concatenated without padding (long, "
+                           "uneven trajectories); max_length is then enforced by the node's drop alone.")
     warmup_steps: float = Field(0, ge=0, description="Linear warm-up: steps, or a share of training if < 1.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
     bf16: bool = Field(False, description="bfloat16 mixed precision (GPU).")
@@ -58,6 +67,31 @@ def to_chat_examples(prompts: list[str], completions: list[str]) -> list[dict]:
         {"prompt": policy_messages(p), "completion": [{"role": "assistant", "content": c}]}
         for p, c in zip(prompts, completions)
     ]
+
+
+def example_lengths(tokenizer, prompts: list[str], completions: list[str]) -> list[int]:
+    """Tokens of each SFT example as TRL's ``SFTTrainer`` tokenizes it: the chat template over prompt + completion."""
+    return [len(tokenizer.apply_chat_template(ex["prompt"] + ex["completion"], tokenize=True, return_dict=True)["input_ids"])
+            for ex in to_chat_examples(prompts, completions)]
+
+
+def overlong_examples(tokenizer, prompts: list[str], completions: list[str], cfg: SFTParams) -> list[int]:
+    """Indices of the examples longer than ``cfg.max_length`` tokens (TRL would cut their answer off silently).
+
+    Raises:
+        ConfigError: More than ``cfg.max_overlong_fraction`` of the examples are that long (the
+            rule: a few outliers are dropped, a budget too small for the data is a configuration error).
+    """
+    from r2_write.config import ConfigError
+
+    lengths = example_lengths(tokenizer, prompts, completions)
+    over = [i for i, n in enumerate(lengths) if n > cfg.max_length]
+    if over and len(over) > cfg.max_overlong_fraction * len(lengths):
+        raise ConfigError(
+            f"sft.max_length={cfg.max_length}: {len(over)} of {len(lengths)} SFT examples are longer (longest "
+            f"{max(lengths)} tokens), more than sft.max_overlong_fraction={cfg.max_overlong_fraction}; raise "
+            f"sft.max_length (r2_write.training.length_budget) or sft.max_overlong_fraction")
+    return over
 
 
 def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: SFTParams) -> tuple[str, list[dict]]:
@@ -89,7 +123,8 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        max_length=cfg.max_length,
+        max_length=None if cfg.padding_free else cfg.max_length,  # padding-free: the node dropped longer ones
+        padding_free=cfg.padding_free,
         warmup_steps=cfg.warmup_steps,
         gradient_checkpointing=cfg.gradient_checkpointing,
         bf16=cfg.bf16,

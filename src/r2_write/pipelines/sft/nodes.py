@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 
 from r2_write.config import parse_params
 from r2_write.llm.cache import model_identity
 from r2_write.tracking import mlflow_metric_history
 from r2_write.training.launch import launch_sft, parse_launch
-from r2_write.training.sft import SFTParams, train_sft
+from r2_write.training.sft import SFTParams, overlong_examples, train_sft
 from r2_write.training.stage import Stage, train_stage
+
+logger = logging.getLogger(__name__)
 
 
 def train_sft_model(sft_set: pd.DataFrame, base_model: str, params: dict) -> tuple[str, dict]:
@@ -27,7 +31,7 @@ def train_sft_model(sft_set: pd.DataFrame, base_model: str, params: dict) -> tup
     params = dict(params or {})
     launch = parse_launch(params.pop("launch", None), "sft.launch")
     cfg = parse_params(SFTParams, params, "sft")
-    data = (list(sft_set["prompt"]), list(sft_set["completion"]))
+    data = _within_max_length(list(sft_set["prompt"]), list(sft_set["completion"]), base_model, cfg)
 
     def in_process(output_dir: str, _log) -> tuple[str, dict]:
         model_dir, history = train_sft(base_model, *data, cfg.model_copy(update={"output_dir": output_dir}))
@@ -42,3 +46,17 @@ def train_sft_model(sft_set: pd.DataFrame, base_model: str, params: dict) -> tup
     curves = [{"sft/loss": h["loss"], "sft/learning_rate": h.get("learning_rate", float("nan")),
                "sft/grad_norm": h.get("grad_norm", float("nan"))} for h in run.result["history"]]
     return run.model_dir, mlflow_metric_history(curves)
+
+
+def _within_max_length(prompts: list[str], completions: list[str], base_model: str, cfg: SFTParams):
+    """The examples that fit ``sft.max_length``; longer ones dropped and logged, too many fail (``overlong_examples``)."""
+    if not prompts:
+        return prompts, completions
+    from r2_write.llm.loading import load_tokenizer
+
+    over = set(overlong_examples(load_tokenizer(base_model), prompts, completions, cfg))
+    if over:
+        logger.warning("sft: %d of %d examples are longer than sft.max_length=%d tokens and are dropped (TRL would "
+                       "cut their answers off)", len(over), len(prompts), cfg.max_length)
+    keep = [i for i in range(len(prompts)) if i not in over]
+    return [prompts[i] for i in keep], [completions[i] for i in keep]
