@@ -55,11 +55,16 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<assistant> {% endif %}"
 )
 
+# The controlled task draws from a part of the keyword task's lists: six required words and four topics, so a
+# 2-layer model learns to copy the prompt's words in a few minutes of SFT on 2 cores.
+WORDS = EN_WORDS[:6]
+TOPICS = EN_TOPICS[:4]
+
 # The note's sentences (spaced: one token per word or punctuation mark).
-OPENINGS = ("A note about {topic} .", "This is about {topic} .")
-KEYWORD_SENTENCES = ("I see the {w} here .", "I like the {w} a lot .")
-USEFUL_REFLECTION = 'The draft lacks the word " {w} " , so I add a sentence with it .'
-REDUNDANT_REFLECTION = "The draft has all three words , so I keep it as it is ."
+OPENINGS = ("A note about {topic} .",)
+KEYWORD_SENTENCES = ("I see the {w} .",)
+USEFUL_REFLECTION = 'The draft lacks " {w} " , so I add it .'
+REDUNDANT_REFLECTION = "The draft has all the words , so I keep it ."
 
 
 def spaced(text: str) -> str:
@@ -75,10 +80,15 @@ def task_prompt(spec: KeywordSpec) -> str:
 
 
 def make_specs(n: int, seed: int) -> list[KeywordSpec]:
-    """``n`` distinct English task specs (topic, three ordered words, limit) from a seeded stream."""
+    """``n`` distinct English task specs (topic, three ordered words of :data:`WORDS`, limit) from a seeded stream.
+
+    There are 4 x 120 x 3 = 1440 specs; ``n`` may not exceed that.
+    """
+    if n > len(TOPICS) * 120 * len(EN_LIMITS):
+        raise ValueError(f"only {len(TOPICS) * 120 * len(EN_LIMITS)} distinct specs, {n} asked")
     rng, out, seen = random.Random(seed), [], set()
     while len(out) < n:
-        spec = KeywordSpec("en", tuple(rng.sample(EN_WORDS, 3)), rng.choice(EN_LIMITS), rng.choice(EN_TOPICS))
+        spec = KeywordSpec("en", tuple(rng.sample(WORDS, 3)), rng.choice(EN_LIMITS), rng.choice(TOPICS))
         if spec not in seen:
             seen.add(spec)
             out.append(spec)
@@ -150,7 +160,7 @@ def sft_examples(specs: Sequence[KeywordSpec], seed: int, complete_share: float 
 
 def corpus(seed: int = 0, n: int = 400) -> list[str]:
     """Texts covering the vocabulary: every topic, word, limit and template, in prompts and trajectories."""
-    texts = [task_prompt(KeywordSpec("en", (w, w, w), lim, t)) for t in EN_TOPICS for w in EN_WORDS for lim in EN_LIMITS]
+    texts = [task_prompt(KeywordSpec("en", (w, w, w), lim, t)) for t in TOPICS for w in WORDS for lim in EN_LIMITS]
     rng = random.Random(seed)
     for spec in make_specs(n, seed):
         for complete in (True, False):
