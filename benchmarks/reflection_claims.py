@@ -225,8 +225,20 @@ def signed_process_reward(settings: Settings):
     return flipped
 
 
-def train_ppo(settings: Settings, sft_dir: str, rows: list[dict], seed: int, variant: str, work: Path) -> dict[int, str]:
-    """Train one PPO variant; return ``{step: checkpoint dir}`` at every evaluation step."""
+TRAIN_KEYS = ("reward/mean", "reward/outcome_score", "reward/process", "reward/format_violations",
+              "reward/steps_improved_frac", "reward/redundant_frac", "response/length_tokens", "response/reflections",
+              "response/steps", "objective/kl", "losses/explained_variance", "losses/value_loss",  # PPO
+              "reward", "reward_std", "completions/mean_length", "kl")  # GRPO (TRL's names)
+
+
+def _train_log(history: list[dict]) -> list[dict]:
+    """The per-step training metrics kept in a seed's file (for looking for causes)."""
+    return [{k: h[k] for k in TRAIN_KEYS if isinstance(h.get(k), (int, float))} for h in history]
+
+
+def train_ppo(settings: Settings, sft_dir: str, rows: list[dict], seed: int, variant: str,
+              work: Path) -> tuple[dict[int, str], list[dict]]:
+    """Train one PPO variant; return ``{step: checkpoint dir}`` at every evaluation step, and the per-step metrics."""
     from r2_write.rl.ppo_config import PPOConfig
     from r2_write.rl.trainer import train
 
@@ -241,11 +253,12 @@ def train_ppo(settings: Settings, sft_dir: str, rows: list[dict], seed: int, var
     result = train(sft_dir, rows_prompts, signed_process_reward(settings), cfg, rubrics=rubrics, resume=False)
     checkpoints = {int(p.name.split("-")[1]): str(p) for p in out_dir.glob("checkpoint-*")}
     checkpoints[settings.steps] = result["final_dir"]
-    return checkpoints
+    return checkpoints, _train_log(result["history"])
 
 
-def train_grpo(settings: Settings, sft_dir: str, rows: list[dict], seed: int, work: Path) -> dict[int, str]:
-    """Train the GRPO variant (TRL) with the outcome reward; return ``{step: checkpoint dir}``."""
+def train_grpo(settings: Settings, sft_dir: str, rows: list[dict], seed: int,
+               work: Path) -> tuple[dict[int, str], list[dict]]:
+    """Train the GRPO variant (TRL) with the outcome reward; return ``{step: checkpoint dir}`` and the per-step log."""
     from r2_write.rewards.process import ProcessRewardConfig, outcome_reward_fn
     from r2_write.tasks.keywords import keyword_judge
     from r2_write.training.grpo import GRPOParams, train_grpo as project_train_grpo
@@ -258,10 +271,10 @@ def train_grpo(settings: Settings, sft_dir: str, rows: list[dict], seed: int, wo
                      temperature=1.0, beta=settings.kl_coef, seed=seed, save_steps=settings.eval_every,
                      save_total_limit=n_evals, cleanup_checkpoints=False, output_dir=str(out_dir), reuse_trained=False)
     reward = outcome_reward_fn(keyword_judge, ProcessRewardConfig())
-    final, _ = project_train_grpo(sft_dir, [r["prompt"] for r in rows], [r["criteria"] for r in rows], reward, cfg)
+    final, history = project_train_grpo(sft_dir, [r["prompt"] for r in rows], [r["criteria"] for r in rows], reward, cfg)
     checkpoints = {int(p.name.split("-")[1]): str(p) for p in (out_dir / "trainer").glob("checkpoint-*")}
     checkpoints[settings.steps] = final
-    return checkpoints
+    return checkpoints, _train_log(history)
 
 
 def run_seed(settings: Settings, seed: int, sft_dir: str, data: dict, work: Path,
@@ -269,7 +282,8 @@ def run_seed(settings: Settings, seed: int, sft_dir: str, data: dict, work: Path
     """SFT-start evaluation and the variants (default all three) of one seed, evaluated at every evaluation step."""
     evaluate = lambda model_dir: ct.evaluate(  # noqa: E731
         model_dir, data["eval"], settings.eval_samples, 10_000 + seed, settings.max_new_tokens)
-    result = {"seed": seed, "key": settings.key("seeds"), "settings": settings.model_dump(), "evals": {}, "seconds": {}}
+    result = {"seed": seed, "key": settings.key("seeds"), "settings": settings.model_dump(), "evals": {}, "seconds": {},
+              "train": {}}
     t = time.perf_counter()
     start = evaluate(sft_dir)
     result["evals"]["sft"] = {str(step): start for step in settings.eval_steps}  # the start, drawn at every step
@@ -277,9 +291,10 @@ def run_seed(settings: Settings, seed: int, sft_dir: str, data: dict, work: Path
         t = time.perf_counter()
         seed_work = work / f"seed-{seed}"
         if variant == "grpo":
-            checkpoints = train_grpo(settings, sft_dir, data["train"], seed, seed_work)
+            checkpoints, result["train"][variant] = train_grpo(settings, sft_dir, data["train"], seed, seed_work)
         else:
-            checkpoints = train_ppo(settings, sft_dir, data["train"], seed, variant, seed_work)
+            checkpoints, result["train"][variant] = train_ppo(settings, sft_dir, data["train"], seed, variant,
+                                                              seed_work)
         result["seconds"][f"train {variant}"] = time.perf_counter() - t
         t = time.perf_counter()
         evals = {"0": start}

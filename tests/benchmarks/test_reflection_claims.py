@@ -158,23 +158,25 @@ FULL_RUN = {}  # filled from the full run: name -> (metric, relation, mean, sd)
 SLOW_SEEDS, SPREAD = 2, 3.0
 
 
-def slow_check(bench, tmp_path, cache_dir, **overrides) -> list[str]:
-    """Run SLOW_SEEDS seeds of ppo and ppo_outcome with the benchmark's settings (plus ``overrides``);
-    return the failed assertions (empty: every resolved prediction held with its margin)."""
+def slow_results(bench, work, cache_dir, **overrides) -> list[dict]:
+    """SLOW_SEEDS seeds of ppo and ppo_outcome with the benchmark's settings (plus ``overrides``)."""
     settings = bench.Settings(seeds=SLOW_SEEDS, **overrides)
     data = bench.split(settings)
     sft_dir = bench.warm_start(settings, data["sft"], cache_dir)  # trained once per SFT settings, then reused
-    results = [bench.run_seed(settings, seed, sft_dir, data, tmp_path, variants=("ppo", "ppo_outcome"))
-               for seed in range(SLOW_SEEDS)]
-    last = str(settings.steps)
+    return [bench.run_seed(settings, seed, sft_dir, data, work, variants=("ppo", "ppo_outcome"))
+            for seed in range(SLOW_SEEDS)]
+
+
+def failed_predictions(results: list[dict], full_run: dict) -> list[str]:
+    """The resolved predictions that ``results`` (a few seeds) break, with the margin from the full run's spread."""
+    last = str(max(int(step) for step in results[0]["evals"]["ppo"]))
     failures = []
-    for name, (metric, relation, mean, sd) in FULL_RUN.items():
+    for name, (metric, relation, mean, sd) in full_run.items():
         diffs = [r["evals"]["ppo"][last][metric] - r["evals"]["ppo_outcome"][last][metric] for r in results]
         got = sum(diffs) / len(diffs)
-        bound = mean + (1 if relation == "<" else -1) * SPREAD * sd / math.sqrt(SLOW_SEEDS)
-        ok = got < bound if relation == "<" else got > bound
-        if not ok:
-            failures.append(f"{name} {metric}: ppo - ppo_outcome = {got:.3f} over {SLOW_SEEDS} seeds "
+        bound = mean + (1 if relation == "<" else -1) * SPREAD * sd / math.sqrt(len(diffs))
+        if not (got < bound if relation == "<" else got > bound):
+            failures.append(f"{name} {metric}: ppo - ppo_outcome = {got:.3f} over {len(diffs)} seeds "
                             f"(diffs {[round(d, 3) for d in diffs]}), predicted {relation} {bound:.3f}")
     return failures
 
@@ -186,5 +188,5 @@ def test_resolved_predictions_hold_on_a_few_seeds(bench, tmp_path, pytestconfig)
         bound = mean + (1 if relation == "<" else -1) * SPREAD * sd / math.sqrt(SLOW_SEEDS)
         assert (bound < 0) if relation == "<" else (bound > 0), name
     cache = pytestconfig.cache.mkdir("reflection_claims_sft")
-    failures = slow_check(bench, tmp_path, cache)
+    failures = failed_predictions(slow_results(bench, tmp_path, cache), FULL_RUN)
     assert not failures, "\n".join(failures)
