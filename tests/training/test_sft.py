@@ -127,3 +127,18 @@ def test_padding_free_batches_give_the_padded_loss(tiny_model_dir, tmp_path):
         _, history = train_sft(tiny_model_dir, PROMPTS, completions, cfg)
         losses[padding_free] = history[0]["loss"]
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+
+
+def test_lm_head_chunk_size_tiles_trls_fused_loss_during_training_only(tiny_model_dir, tmp_path, monkeypatch):
+    import trl.trainer.utils as trl_utils
+
+    seen = []
+    apply = trl_utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply",
+                        lambda *args: seen.append(args[5]) or apply(*args))
+    default = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    cfg = SFTParams(max_steps=1, per_device_train_batch_size=2, max_length=64, lm_head_chunk_size=8,
+                    output_dir=str(tmp_path))
+    _, history = train_sft(tiny_model_dir, PROMPTS[:2], COMPLETIONS[:2], cfg)
+    assert seen and set(seen) == {8} and history
+    assert trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == default == 32768  # put back after training

@@ -9,6 +9,7 @@ merged before saving so every later stage loads a plain checkpoint.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,6 +51,10 @@ class SFTParams(CheckpointParams):
     padding_free: bool = Field(
         False, description="TRL padding-free batches: the examples of a batch concatenated without padding (long, "
                            "uneven trajectories); max_length is then enforced by the node's drop alone.")
+    lm_head_chunk_size: int | None = Field(
+        None, ge=1, description="Token rows per tile of TRL's fused LM-head loss (its fp32 [rows, vocab] logits); "
+                                "None = TRL 1.16's 32768, one tile for any sequence up to 32k tokens, so no saving "
+                                "(docs/results-memory.md).")
     warmup_steps: float = Field(0, ge=0, description="Linear warm-up: steps, or a share of training if < 1.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
     bf16: bool = Field(False, description="bfloat16 mixed precision (GPU).")
@@ -67,6 +72,26 @@ def to_chat_examples(prompts: list[str], completions: list[str]) -> list[dict]:
         {"prompt": policy_messages(p), "completion": [{"role": "assistant", "content": c}]}
         for p, c in zip(prompts, completions)
     ]
+
+
+@contextmanager
+def _lm_head_tiles(rows: int | None):
+    """TRL's fused LM head (``add_fused_lm_head``, always on in SFTTrainer) in tiles of ``rows`` tokens while training.
+
+    TRL 1.16 reads the tile size from a module constant at every call (no SFTConfig field);
+    it is set here for the training and put back after.
+    """
+    if rows is None:
+        yield
+        return
+    import trl.trainer.utils as trl_utils
+
+    default = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = rows
+    try:
+        yield
+    finally:
+        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = default
 
 
 def example_lengths(tokenizer, prompts: list[str], completions: list[str]) -> list[int]:
@@ -149,7 +174,8 @@ def train_sft(model_dir: str, prompts: list[str], completions: list[str], cfg: S
         peft_config=peft_config,
     )
     checkpoint = latest_checkpoint(args.output_dir)
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    with _lm_head_tiles(cfg.lm_head_chunk_size):
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     final = out / "final"
     accelerator = trainer.accelerator  # several processes under accelerate launch: only the main one writes
     if not cfg.lora.enabled:
