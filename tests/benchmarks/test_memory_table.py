@@ -43,3 +43,56 @@ def test_table_for_8_gpus_of_80_gb(memory_table, capsys):
     shape = memory_table.Shape.from_config(memory_table.MODELS["Qwen2.5-7B"])
     eight, sixteen = (memory_table.stage_rows("7B", shape, n, settings)[0]["states"] for n in (8, 16))
     assert eight == pytest.approx(2 * sixteen) and eight / memory_table.GIB == pytest.approx(16 * 7.62e9 / 8 / 2**30, rel=0.01)
+
+
+# ----------------------------------------------------------------------------- benchmarks/memory_own_loop.py (measured)
+
+OWN_LOOP = Path(__file__).resolve().parents[2] / "benchmarks" / "memory_own_loop.py"
+
+
+@pytest.fixture(scope="module")
+def own_loop(memory_table):
+    spec = importlib.util.spec_from_file_location("memory_own_loop", OWN_LOOP)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["memory_own_loop"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_peak_rss_sees_a_tensor_that_lives_only_inside_the_measurement(own_loop):
+    import torch
+
+    meter = own_loop.PeakRSS()
+    with meter.measure():
+        block = torch.ones(64 * 2**20)  # 256 MiB, freed before the measurement ends
+        del block
+    assert 240 <= meter.peak / own_loop.MIB < 400
+    with meter.measure():
+        pass
+    assert meter.peak / own_loop.MIB < 50
+
+
+def test_extrapolation_arithmetic_reads_the_logit_copies_and_activation_factor(own_loop, memory_table):
+    """Synthetic rows: unchunked grows by 3 fp32 [vocab] rows per token more than chunked -> m = 3; the chunked
+    growth equal to the counted activation bytes -> f = 1."""
+    shape = memory_table.Shape.from_config(memory_table.MODELS["Qwen2.5-0.5B"])
+    args = type("Args", (), {"layers": 1, "chunk": 1024, "prompt": 128})
+    counted = 4 * (shape.hidden * 3 + 6 * shape.hidden + 2 * shape.kv_dim + 3 * shape.intermediate)  # bytes per token
+    mib = own_loop.MIB
+    rows = [{"tokens": t, "mode": mode, "update": (counted + (3 * 4 * shape.vocab if mode == "unchunked" else 0)) * t / mib}
+            for t in (1000, 3000) for mode in ("chunked", "unchunked")]
+    text = own_loop.extrapolate(rows, args, shape)
+    assert "f = 1.00" in text and "m = 3.0 fp32 logits copies" in text
+    qwen = next(line for line in text.splitlines() if line.startswith("| Qwen2.5-7B | PPO update"))
+    cells = [c.strip() for c in qwen.split("|")[1:-1]]
+    # unchunked logits: 3 x 25088 x 152064 x 4 bytes = 42.6 GiB; chunked: 3 x 1024 rows = 1.7 GiB
+    assert cells[5] == "42.6" and cells[4] == "1.7"
+
+
+@pytest.mark.slow
+def test_own_loop_memory_benchmark_runs_small(own_loop):
+    text = own_loop.main(["--tokens", "64", "128", "--chunk", "32", "--unchunked-max", "128", "--trl-default-max", "64",
+                          "--threads", "1"])
+    rows = [line for line in text.splitlines() if line.startswith("| 64 ") or line.startswith("| 128 ")]
+    assert len(rows) == 4 and "sft, TRL's 32768-row tiles" in text
+    assert "| Llama-3.1-8B | PPO update |" in text and "MiB per 1k response tokens" in text
