@@ -20,7 +20,9 @@ Every trainer then gets the same response budget:
   whole trajectory with its answer, so no example the synthesis can write loses its answer
   (the SFT node drops and counts the rare longer ones, :func:`r2_write.training.sft.overlong_examples`).
 
-``tests/test_config.py`` checks conf/paper against :func:`length_budget`.
+``tests/test_config.py`` checks conf/paper against :func:`length_budget`. Before PPO trains,
+:func:`check_length_budget` checks the configured budget against the trajectories the policy
+actually learned (the SFT set, in the policy's tokens).
 
 >>> from r2_write.synthesis import SynthesisConfig
 >>> b = length_budget(SynthesisConfig(max_rounds=3, plan_tokens=1024, draft_tokens=4096, reflection_tokens=1024), 2048)
@@ -30,7 +32,16 @@ Every trainer then gets the same response budget:
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
+
+import numpy as np
+
+from r2_write.config import ConfigError
+from r2_write.llm.loading import load_tokenizer
+
+logger = logging.getLogger(__name__)
 
 MARKER_TOKENS = 512  # segment markers, the newlines between segments and the end token
 
@@ -65,3 +76,26 @@ def longest_trajectory(synthesis, marker_tokens: int = MARKER_TOKENS) -> int:
 def length_budget(synthesis, max_prompt_length: int, marker_tokens: int = MARKER_TOKENS) -> LengthBudget:
     """The budgets of SFT, PPO and GRPO for trajectories of ``synthesis`` and prompts of ``max_prompt_length`` tokens."""
     return LengthBudget(prompt=max_prompt_length, response=longest_trajectory(synthesis, marker_tokens))
+
+
+def check_length_budget(completions: list[str], policy_model: str, max_new_tokens: int, variant: str) -> None:
+    """Fail when ``max_new_tokens`` is shorter than the 95th percentile of the SFT trajectories.
+
+    A trajectory's length is its ``completion`` (thinking segments and final answer) in the
+    policy's tokens plus the end token the rollout must reach. With a shorter budget most
+    rollouts are cut off mid-trajectory and get the format penalty instead of a judged answer.
+    """
+    if not completions:
+        logger.warning("%s: no SFT trajectories to check max_new_tokens=%d against", variant, max_new_tokens)
+        return
+    tokenizer = load_tokenizer(policy_model)
+    lengths = [len(ids) + 1 for ids in tokenizer(list(completions), add_special_tokens=False)["input_ids"]]
+    p95 = math.ceil(float(np.percentile(lengths, 95)))
+    if max_new_tokens < p95:
+        raise ConfigError(
+            f"{variant}.max_new_tokens={max_new_tokens} is shorter than the 95th percentile ({p95} tokens) of the SFT "
+            f"trajectories the policy learned from (scoring.sft_set, {len(lengths)} completions): most rollouts would "
+            f"be cut off; raise {variant}.max_new_tokens or set {variant}.check_length_budget: false"
+        )
+    logger.info("%s: max_new_tokens=%d fits the SFT trajectories (95th percentile %d tokens, max %d)",
+                variant, max_new_tokens, p95, max(lengths))

@@ -17,7 +17,7 @@ from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.trainer import train
 from r2_write.tracking import mlflow_metric_history
 from r2_write.training.launch import launch_ppo, parse_launch
-from r2_write.training.lengths import check_length_budget
+from r2_write.training.length_budget import check_length_budget
 from r2_write.rewards.spec import build_reward, reward_spec
 from r2_write.training.stage import Stage, rl_parts, train_stage
 
