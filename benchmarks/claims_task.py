@@ -314,6 +314,7 @@ def aggregate(measures: Sequence[dict], tokens: Sequence[int]) -> dict:
     n = len(measures)
     steps = sum(m["steps"] for m in measures)
     incomplete = [m for m in measures if m["draft_incomplete"]]
+    complete = [m for m in measures if m["draft_incomplete"] is False]
     nan = float("nan")
     return {
         "n": n,
@@ -325,6 +326,9 @@ def aggregate(measures: Sequence[dict], tokens: Sequence[int]) -> dict:
         "redundant_share": sum(m["redundant"] for m in measures) / steps if steps else nan,
         "useful_rate": sum(bool(m["useful"]) for m in incomplete) / len(incomplete) if incomplete else nan,
         "incomplete_share": len(incomplete) / n,
+        # does the policy reflect *when* it helps? reflection rate after an incomplete / a complete draft
+        "reflect_after_incomplete": sum(m["steps"] > 0 for m in incomplete) / len(incomplete) if incomplete else nan,
+        "reflect_after_complete": (sum(m["steps"] > 0 for m in complete) / len(complete)) if complete else nan,
     }
 
 

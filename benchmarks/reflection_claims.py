@@ -441,6 +441,47 @@ def plot(summary: dict, path: Path) -> None:
     fig.savefig(path, dpi=70)
 
 
+def incentives(settings: Settings) -> dict[str, dict[str, float]]:
+    """What each PPO variant's reward pays for reflecting, from the project's reward (its public functions).
+
+    For a sample task, the total reward (the sum of :func:`r2_write.rewards.process.token_rewards`
+    over the response, KL aside) of a warm-start trajectory that reflects minus the same draft
+    without the step, after an incomplete draft (a useful step) and after a complete one (a
+    redundant step), at ``process_weight`` (``ppo``) and 0 (``ppo_outcome``).
+
+    Returns:
+        ``{variant: {"useful": reward difference, "redundant": reward difference}}``.
+    """
+    import random
+
+    from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn, token_rewards
+    from r2_write.tasks.keywords import KeywordSpec, keyword_judge
+
+    cfg, spec = ProcessRewardConfig(), KeywordSpec("en", ct.WORDS[:3], 25, ct.TOPICS[0])
+    reward = process_reward_fn(keyword_judge, cfg)
+
+    def total(complete: bool, reflect: bool, weight: float) -> float:
+        ex = ct.sft_example(spec, complete, reflect, random.Random(0))
+        res = reward([ex["prompt"]], [ex["completion"]], rubrics=[ex["criteria"]])[0]
+        offsets = [(i, i + 1) for i in range(len(ex["completion"]))]
+        return sum(token_rewards(offsets, res, cfg, weight))
+
+    out = {}
+    for variant, weight in (("ppo", settings.process_weight), ("ppo_outcome", 0.0)):
+        out[variant] = {"useful": total(False, True, weight) - total(False, False, weight),
+                        "redundant": total(True, True, weight) - total(True, False, weight)}
+    return out
+
+
+def incentives_table(settings: Settings) -> str:
+    """:func:`incentives` as a markdown table."""
+    lines = ["| variant | reward of a useful step (reflect - stop, incomplete draft) | reward of a redundant step "
+             "(reflect - stop, complete draft) |", "|---|---|---|"]
+    for variant, d in incentives(settings).items():
+        lines.append(f"| {variant} | {d['useful']:+.4f} | {d['redundant']:+.4f} |")
+    return "\n".join(lines)
+
+
 def load_seeds(seed_dir: Path, key: str, seeds: int | None = None) -> list[dict]:
     """The seed files whose settings key is ``key`` (seeds below ``seeds`` when given)."""
     out = []
@@ -458,7 +499,7 @@ def report(settings: Settings, args, seed_results: list[dict]) -> dict:
     table = markdown_table(summary)
     header = (f"{len(summary['seeds'])} seeds ({summary['seeds'][:1]}..{summary['seeds'][-1:]}), settings key "
               f"{settings.key('seeds')}: {settings.model_dump(exclude={'seeds'})}")
-    (out / "claims.md").write_text(header + "\n\n" + table + "\n")
+    (out / "claims.md").write_text(header + "\n\n" + table + "\n\n" + incentives_table(settings) + "\n")
     ct.dump_json(summary, out / "claims_summary.json")
     plot(summary, Path(args.figure))
     return summary

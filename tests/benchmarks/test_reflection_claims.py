@@ -96,6 +96,15 @@ def test_settings_fail_on_a_bad_field(bench):
     assert settings.eval_steps == [0, 10, 20] and settings.key("seeds") == bench.Settings(steps=20).key("seeds")
 
 
+def test_incentives_come_from_the_project_reward(bench):
+    inc = bench.incentives(bench.Settings(process_weight=1.0))
+    # outcome only: a missing word is 1.8 of 9 points; a redundant step changes nothing
+    assert inc["ppo_outcome"] == {"useful": pytest.approx(0.2), "redundant": pytest.approx(0.0)}
+    assert inc["ppo"]["redundant"] < 0 < inc["ppo_outcome"]["useful"] < inc["ppo"]["useful"]
+    table = bench.incentives_table(bench.Settings()).splitlines()
+    assert len(table) == 4 and table[3].startswith("| ppo_outcome | +0.2000 | +0.0000 |")
+
+
 # ----------------------------------------------------------------------------- the controlled task
 
 
@@ -137,6 +146,7 @@ def test_measure_counts_malformed_and_truncated(ct):
     agg = ct.aggregate([ct.measure_completion(ct.sft_example(SPEC, c, r, random.Random(3))["completion"], SPEC)
                         for c, r in ((False, True), (False, False), (True, True), (True, False))], [90, 40, 90, 50])
     assert agg["useful_rate"] == 0.5 and agg["redundant_per_response"] == 0.25 and agg["redundant_share"] == 0.5
+    assert agg["reflect_after_incomplete"] == 0.5 and agg["reflect_after_complete"] == 0.5
     assert agg["tokens"] == 67.5 and agg["malformed"] == 0.0 and agg["outcome"] == pytest.approx((10 + 8.2 + 20) / 4)
 
 
