@@ -28,8 +28,9 @@ What is counted (bytes; P = parameters of a model, N = GPUs, b = micro-batch row
   (2 H bytes per token per layer) plus one layer recomputed in backward (its attention and MLP
   intermediates: 2 x (6 H + 2 kv + 3 I) bytes per token; flash/SDPA attention, no s^2 term).
 - logits: the loss needs the vocabulary logits of every trained token; in bf16 plus the fp32
-  copy the log-softmax takes: 6 V bytes per token (PPO scores the response tokens only
-  (``logits_to_keep``); SFT and GRPO the sequence / the completion).
+  copy the log-softmax takes: 6 V bytes per token (GRPO the completion; SFT one tile of TRL's
+  fused LM-head loss, ``sft.lm_head_chunk_size`` rows, TRL's default 32768; the own PPO loop
+  one chunk of ``ppo.logits_chunk_size`` response tokens at a time).
 
 Not counted: CUDA context and allocator fragmentation (a few GiB), the optimizer's temporary
 buffers, the judge (an API in conf/paper). Peak is the sum: the terms are live together during
@@ -130,10 +131,12 @@ def paper_settings(conf_dir: Path = ROOT / "conf" / "paper") -> dict[str, dict]:
 
     sft, ppo, grpo = load("sft")["sft"], load("ppo")["ppo"], load("grpo")["grpo"]
     return {
-        "sft": {"micro": sft["per_device_train_batch_size"], "tokens": sft["max_length"]},
+        "sft": {"micro": sft["per_device_train_batch_size"], "tokens": sft["max_length"],
+                "tile": sft.get("lm_head_chunk_size") or 32768},  # TRL's fused LM-head loss: rows per tile
         "ppo": {"micro": ppo.get("micro_batch_size") or ppo["mini_batch_size"], "batch": ppo["batch_size"],
                 "prompt": ppo["max_prompt_length"], "response": ppo["max_new_tokens"],
-                "vllm_util": ppo.get("vllm_gpu_memory_utilization", 0.3), "use_vllm": ppo.get("use_vllm", False)},
+                "vllm_util": ppo.get("vllm_gpu_memory_utilization", 0.3), "use_vllm": ppo.get("use_vllm", False),
+                "chunk": ppo.get("logits_chunk_size", 1024), "vllm_sleep": ppo.get("vllm_sleep_mode", False)},
         "grpo": {"micro": grpo["per_device_train_batch_size"], "prompt": ppo["max_prompt_length"],
                  "response": grpo["max_completion_length"], "use_vllm": grpo.get("use_vllm", False),
                  "vllm_util": grpo.get("vllm_gpu_memory_utilization", 0.3)},
@@ -149,18 +152,21 @@ def stage_rows(name: str, shape: Shape, gpus: int, settings: dict, micro: int | 
     m = micro or s["micro"]
     rows.append({"model": name, "stage": "SFT", "micro": m, "states": 16 * shape.params / gpus, "reference": 0,
                  "critic": 0, "gathered": gathered, "vllm": 0,
-                 "activations": shape.activation_bytes(m * s["tokens"]), "logits": shape.logits_bytes(m * s["tokens"]),
+                 "activations": shape.activation_bytes(m * s["tokens"]),
+                 "logits": shape.logits_bytes(min(m * s["tokens"], s["tile"])),
                  "shape": f"{m} x {s['tokens']} tok"})
 
     p = settings["ppo"]
     m = micro or p["micro"]
     rollouts_per_gpu = -(-p["batch"] // gpus)
     seq = p["prompt"] + p["response"]
-    vllm = (2 * shape.params + rollouts_per_gpu * seq * shape.kv_bytes_per_token) if p["use_vllm"] else 0
+    # the own loop's update: vLLM asleep (vllm_sleep_mode) holds nothing; logits in chunks (logits_chunk_size rows)
+    awake = p["use_vllm"] and not p["vllm_sleep"]
+    vllm = (2 * shape.params + rollouts_per_gpu * seq * shape.kv_bytes_per_token) if awake else 0
     rows.append({"model": name, "stage": "PPO (separate critic)", "micro": m, "states": 16 * shape.params / gpus,
                  "reference": 4 * shape.params / gpus, "critic": 16 * shape.backbone_params / gpus,
                  "gathered": 2 * gathered, "vllm": vllm, "activations": shape.activation_bytes(m * seq),
-                 "logits": shape.logits_bytes(m * p["response"]),
+                 "logits": shape.logits_bytes(m * min(p["chunk"] or p["response"], p["response"])),
                  "shape": f"{m} x {seq} tok, {rollouts_per_gpu} rollouts/GPU"})
 
     g = settings["grpo"]
@@ -221,9 +227,10 @@ def main(argv: list[str] | None = None) -> str:
     p = settings["ppo"]
     notes = (f"\nvLLM (colocate) reserves vllm_gpu_memory_utilization x GPU = {p['vllm_util']:g} x {args.gpu_gb:g} GB "
              f"= {p['vllm_util'] * args.gpu_gb:.0f} GB for its weights and KV cache in PPO.")
-    notes += ("\nThe fp32 logits of long responses dominate: a 25k-token PPO response needs 6 x vocab bytes per "
-              "token (21 GiB per row for a 152k vocabulary); computing the log-probabilities in chunks of the "
-              "sequence (lm_head + logsumexp per chunk, recomputed in backward) would remove most of that column.")
+    notes += (f"\nPPO's logits column counts one chunk of ppo.logits_chunk_size = {p['chunk']} rows (the own loop "
+              "scores the response in chunks, recomputed in backward; unchunked a 25k-token response would need "
+              "6 x vocab bytes per token, 21 GiB per row for a 152k vocabulary); with ppo.vllm_sleep_mode vLLM "
+              "holds nothing during the update (measured own-loop memory: benchmarks/memory_own_loop.py).")
     out = table + "\n" + notes
     print(out)
     return out
