@@ -121,7 +121,7 @@ cli.add_command(run)
               show_default=True, help="The models folder of the project.")
 def clean_models_command(keep_versions: int | None, keep_trained: int | None, dry_run: bool, models_root: Path) -> None:
     """Apply the model retention to every stage now and report the disk used and freed."""
-    from r2_write.datasets.model_directory import clean_models, format_bytes
+    from r2_write.catalog.model_directory import clean_models, format_bytes
 
     defaults = _catalog_retention()
     keep_versions = keep_versions or defaults.get("keep_versions") or 2

@@ -8,7 +8,7 @@ import pytest
 from kedro.io import DatasetError
 from kedro.io.core import Version
 
-from r2_write.datasets.model_directory import ModelDirectoryDataset
+from r2_write.catalog.model_directory import ModelDirectoryDataset
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ class TestLinkOrCopy:
         def no_link(src, dst):
             raise OSError(18, "Invalid cross-device link")
 
-        monkeypatch.setattr("r2_write.datasets.model_directory.os.link", no_link)
+        monkeypatch.setattr("r2_write.catalog.model_directory.os.link", no_link)
         ModelDirectoryDataset(filepath=str(tmp_path / "out")).save(str(checkpoint))
         out = tmp_path / "out" / "model.safetensors"
         assert out.read_bytes() == b"\0" * 16

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from kedro.io import DatasetError
 from kedro.io.core import Version
 
-from r2_write.datasets.model_directory import (
+from r2_write.catalog.model_directory import (
     ModelDirectoryDataset,
     clean_models,
     disk_usage,
@@ -124,7 +124,7 @@ def test_clean_models_reports_and_frees(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "conf" / "base").mkdir(parents=True)
     (tmp_path / "conf" / "base" / "catalog.yml").write_text(
-        '"{stage}.model":\n  type: r2_write.datasets.model_directory.ModelDirectoryDataset\n  filepath: data/06_models/{stage}\n'
+        '"{stage}.model":\n  type: r2_write.catalog.model_directory.ModelDirectoryDataset\n  filepath: data/06_models/{stage}\n'
         "  versioned: true\n  keep_versions: 1\n  keep_trained: 1\n")
     result = CliRunner().invoke(cli, ["clean-models"])
     assert result.exit_code == 0, result.output

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from kedro.io import DatasetError
 
-from r2_write.datasets.validated_jsonl import ValidatedJSONLDataset
+from r2_write.catalog.validated_jsonl import ValidatedJSONLDataset
 
 ROWS = [
     {"id": "p1", "domain": "Education", "language": "en", "prompt": "Explain photosynthesis to ten-year-olds."},

@@ -40,7 +40,7 @@ class ModelDirectoryDataset(AbstractVersionedDataset[str, str]):
     .. code-block:: yaml
 
         sft.model:
-          type: r2_write.datasets.model_directory.ModelDirectoryDataset
+          type: r2_write.catalog.model_directory.ModelDirectoryDataset
           filepath: data/06_models/sft
           versioned: true
 

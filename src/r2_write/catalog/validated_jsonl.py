@@ -35,7 +35,7 @@ class ValidatedJSONLDataset(AbstractDataset[None, pd.DataFrame]):
     .. code-block:: yaml
 
         writingbench_queries:
-          type: r2_write.datasets.validated_jsonl.ValidatedJSONLDataset
+          type: r2_write.catalog.validated_jsonl.ValidatedJSONLDataset
           filepath: ${globals:benchmarks_root}/writingbench/format_subset.jsonl
           kind: writingbench
           load_args:
@@ -49,7 +49,7 @@ class ValidatedJSONLDataset(AbstractDataset[None, pd.DataFrame]):
     .. code-block:: yaml
 
         writingbench_queries:
-          type: r2_write.datasets.validated_jsonl.ValidatedJSONLDataset
+          type: r2_write.catalog.validated_jsonl.ValidatedJSONLDataset
           kind: writingbench
           filepaths:
             all: /data/WritingBench/benchmark_query/benchmark_all.jsonl

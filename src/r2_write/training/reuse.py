@@ -9,7 +9,7 @@ resume checkpoints, so a changed trainer or library never hands back a model the
 
 A stored model is a copy (one more checkpoint on disk per distinct training; delete the folder
 to reclaim it), made read-only: the catalog versions of the model hard-link its files
-(:class:`~r2_write.datasets.model_directory.ModelDirectoryDataset`), so a rerun that reuses it
+(:class:`~r2_write.catalog.model_directory.ModelDirectoryDataset`), so a rerun that reuses it
 adds no weights to the disk (nothing in r2_write writes into a stored or a catalog model).
 ``reuse_trained: false`` in a stage's parameters always trains (and stores nothing).
 """

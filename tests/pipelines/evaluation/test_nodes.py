@@ -214,7 +214,7 @@ def test_30000_character_report_judged_whole(monkeypatch, llm_params):
 
 def test_official_format_files_any_language_and_criteria_count(eval_llm, tmp_path, llm_params):
     """Official WritingBench files (English and Chinese, `criteria` or `checklist`, 1 or 5 criteria) need no code change."""
-    from r2_write.datasets.validated_jsonl import ValidatedJSONLDataset
+    from r2_write.catalog.validated_jsonl import ValidatedJSONLDataset
     from r2_write.rubrics.schema import BANDS
 
     def crit(name):
