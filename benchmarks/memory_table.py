@@ -28,9 +28,9 @@ What is counted (bytes; P = parameters of a model, N = GPUs, b = micro-batch row
   (2 H bytes per token per layer) plus one layer recomputed in backward (its attention and MLP
   intermediates: 2 x (6 H + 2 kv + 3 I) bytes per token; flash/SDPA attention, no s^2 term).
 - logits: the loss needs the vocabulary logits of every trained token; in bf16 plus the fp32
-  copy the log-softmax takes: 6 V bytes per token (GRPO the completion; SFT one tile of TRL's
-  fused LM-head loss, ``sft.lm_head_chunk_size`` rows, TRL's default 32768; the own PPO loop
-  one chunk of ``ppo.logits_chunk_size`` response tokens at a time).
+  copy the log-softmax takes: 6 V bytes per token, over one tile of TRL's fused LM-head loss for
+  SFT (``sft.lm_head_chunk_size`` rows) and GRPO (TRL 1.16's 32768 rows of the micro-batch's
+  completions), and one chunk of ``ppo.logits_chunk_size`` response tokens for the own PPO loop.
 
 Not counted: CUDA context and allocator fragmentation (a few GiB), the optimizer's temporary
 buffers, the judge (an API in conf/paper). Peak is the sum: the terms are live together during
@@ -175,7 +175,8 @@ def stage_rows(name: str, shape: Shape, gpus: int, settings: dict, micro: int | 
     vllm = (2 * shape.params + g["micro"] * seq * shape.kv_bytes_per_token) if g["use_vllm"] else 0
     rows.append({"model": name, "stage": "GRPO", "micro": m, "states": 16 * shape.params / gpus,
                  "reference": 2 * shape.params / gpus, "critic": 0, "gathered": gathered, "vllm": vllm,
-                 "activations": shape.activation_bytes(m * seq), "logits": shape.logits_bytes(m * g["response"]),
+                 "activations": shape.activation_bytes(m * seq),
+                 "logits": shape.logits_bytes(min(m * g["response"], 32768)),  # TRL's fused LM head: one tile
                  "shape": f"{m} x {seq} tok"})
     for row in rows:
         row["total"] = sum(row[k] for k in ("states", "reference", "critic", "gathered", "vllm", "activations", "logits"))
