@@ -93,6 +93,14 @@ def test_a_rerun_makes_no_model_call_and_trains_nothing(full_run, project_root):
         first_v, rerun_v = sorted((full_run / "data" / "06_models" / stage).glob(f"*/{stage}"))[-2:]
         weights = sorted(p.relative_to(first_v) for p in first_v.rglob("*.safetensors"))
         assert weights and all((first_v / w).stat().st_ino == (rerun_v / w).stat().st_ino for w in weights)
+    # two runs in a row stay within the catalog's retention, and every model byte is a stored training's
+    from r2_write.catalog.model_directory import disk_usage, models_usage
+
+    models = full_run / "data" / "06_models"
+    usage = {u.stage: u for u in models_usage(models)}
+    assert all(usage[s].versions <= 2 and usage[s].trained <= 2 for s in ("sft", "ppo", "ppo_outcome", "grpo")), usage
+    extra = disk_usage(models) - disk_usage(models / "trained")  # versions are links; no final left in checkpoints/
+    assert extra < 1_000_000, f"{extra} bytes of models outside the finished-training store"
 
 
 def test_ppo_with_a_separate_critic_on_the_embedded_model(full_run):

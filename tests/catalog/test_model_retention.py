@@ -42,6 +42,11 @@ def _run(models, stages, fills, run: int, keep=(2, 2)):
     for stage in stages:
         key = f"{abs(hash((stage, fills[stage]))) % 16**12:012x}"
         entry = models / "trained" / f"{stage}-{key}"
+        if not entry.is_dir():  # trains: the trainer's final model in its checkpoint folder, then the store's copy
+            final = models / "checkpoints" / entry.name / "final"
+            final.mkdir(parents=True)
+            (final / "config.json").write_text("{}")
+            (final / "model.safetensors").write_bytes(fills[stage] * WEIGHTS)
         src = entry / "model" if entry.is_dir() else _store(models / "trained", stage, key, fills[stage])
         ds = ModelDirectoryDataset(filepath=str(models / stage), version=Version(None, f"2026-01-0{run}T00.00.00.000Z"),
                                    keep_versions=keep[0], keep_trained=keep[1])
@@ -54,6 +59,7 @@ def test_two_default_runs_in_a_row_stay_within_retention(tmp_path):
     _run(models, stages, {s: b"a" for s in stages}, 1)
     first = disk_usage(models)
     assert first == pytest.approx(4 * WEIGHTS, rel=0.01)  # catalog versions link the store: one copy per stage
+    assert not (models / "checkpoints").exists() or not any((models / "checkpoints").iterdir())  # finals dropped once stored
     _run(models, stages, {s: b"a" for s in stages}, 2)  # identical rerun: reuses every training
     assert disk_usage(models) == first
     # code changed: every stage trains again, twice; retention keeps 2 versions and 2 trainings per stage

@@ -13,6 +13,7 @@ links share one copy of the weights.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -34,6 +35,8 @@ class ModelDirectoryDataset(AbstractVersionedDataset[str, str]):
     A read-only source file (a finished training kept by :mod:`r2_write.training.reuse`,
     frozen there) is hard-linked instead of copied, so a rerun that reuses a training adds
     a catalog version without adding its weights to the disk; writable files are copied.
+    Saving from such a store entry also deletes the trainer's own final model of it
+    (:func:`drop_stored_final`) and applies ``keep_versions`` / ``keep_trained`` (module docstring).
 
     Example catalog entry:
 
@@ -102,9 +105,11 @@ class ModelDirectoryDataset(AbstractVersionedDataset[str, str]):
         if self._keep_versions is not None and self._version is not None:
             prune_versions(Path(self._filepath), self._keep_versions, protect=dst.parent)
         entry = src.resolve().parent
-        if self._keep_trained is not None and is_trained_entry(entry):
+        if is_trained_entry(entry):
             os.utime(entry)  # used now: the newest entry of its stage
-            prune_trained(entry.parent, entry_stage(entry), self._keep_trained, protect=entry)
+            drop_stored_final(entry)  # the store holds it now: never two copies of one training
+            if self._keep_trained is not None:
+                prune_trained(entry.parent, entry_stage(entry), self._keep_trained, protect=entry)
 
     def _exists(self) -> bool:
         try:
@@ -171,6 +176,26 @@ def _rmtree(path: Path) -> None:
         func(p)
 
     shutil.rmtree(path, onerror=onerror)
+
+
+def drop_stored_final(entry: Path) -> Path | None:
+    """Delete the trainer's own final model of a stored training: ``checkpoints/<stage>-<key>/final``.
+
+    A trainer writes its final model into its checkpoint directory (``data/06_models/checkpoints``,
+    beside ``trained/``) and the store keeps a copy; once the copy is stored the original is a
+    second copy of the same weights. Resume checkpoints (``checkpoint-<step>``, kept only with
+    ``cleanup_checkpoints: false``) are left alone; the directory goes once nothing else is in it.
+
+    Returns:
+        The deleted directory, or None.
+    """
+    final = entry.parent.parent / "checkpoints" / entry.name / "final"
+    if not (final / "config.json").is_file():
+        return None
+    _rmtree(final)
+    with contextlib.suppress(OSError):
+        final.parent.rmdir()  # only when empty
+    return final
 
 
 def prune_versions(root: Path, keep: int, protect: Path | None = None) -> list[Path]:
@@ -290,6 +315,8 @@ def clean_models(models_root: Path, keep_versions: int, keep_trained: int, dry_r
         doomed += entries[keep_trained:]
     if trained_root.is_dir():
         doomed += [p for p in trained_root.iterdir() if p.is_dir() and p.name.endswith(".partial")]
+        stored = [p for p in trained_root.iterdir() if p.is_dir() and is_trained_entry(p)]
+        doomed += [f for p in stored if ((f := models_root / "checkpoints" / p.name / "final") / "config.json").is_file()]
     if dry_run:
         kept = [p for p in models_root.iterdir()] if models_root.is_dir() else []
         after = disk_usage(*_without(kept, doomed))
