@@ -14,6 +14,7 @@ answers go to a temporary cache (no cache hits from earlier runs).
 from __future__ import annotations
 
 import argparse
+import logging
 import json
 import statistics
 import tempfile
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--prompts", type=int, default=8, help="held-out prompts per measurement")
     ap.add_argument("--steps", type=int, default=3, help="PPO steps (each one measured)")
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     from kedro.config import OmegaConfigLoader
 
