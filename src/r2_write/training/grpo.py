@@ -102,6 +102,9 @@ def train_grpo(
         return rewards
 
     trainer = GRPOTrainer(model=model_dir, reward_funcs=[rubric_reward], args=args, train_dataset=data, processing_class=tokenizer)
+    if held_prompts and len(held_prompts) < trainer.accelerator.num_processes:
+        raise ValueError(f"grpo.monitor.prompts={len(held_prompts)} is fewer than the "
+                         f"{trainer.accelerator.num_processes} processes")
     log = _StepLog(judge_audit, cfg, held_prompts, held_rubrics, monitor_judges, trainer, tokenizer)
     trainer.add_callback(log)
     checkpoint = latest_checkpoint(args.output_dir)
