@@ -190,7 +190,7 @@ def rollout(
         with _without_checkpoint_generation_defaults(policy.lm), _root_unsharded(policy):
             chunks = [
                 policy.lm.generate(input_ids=queries[s : s + step], attention_mask=query_mask[s : s + step],
-                                   generation_config=gen_cfg)[:, queries.shape[1]:]
+                                   generation_config=gen_cfg, synced_gpus=_layers_sharded(policy))[:, queries.shape[1]:]
                 for s in range(0, len(prompts), step)
             ]
     width = max(c.shape[1] for c in chunks)
@@ -324,6 +324,16 @@ def _generation_config(cfg: PPOConfig, pad: int, eos_ids: list[int]):
         pad_token_id=pad,
         eos_token_id=eos_ids,
     )
+
+
+def _layers_sharded(model: nn.Module) -> bool:
+    """Whether ``model``'s decoder layers are FSDP units of several processes: then every process must run as
+    many forward passes as the longest generation (``generate(synced_gpus=True)``), each one all-gathers the layers."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return False
+    return any(hasattr(m, "unshard") for m in model.modules() if m is not model)
 
 
 @contextmanager

@@ -154,6 +154,7 @@ def train(
     if fsdp:  # the frozen reference is sharded like the policy (each decoder layer gathered only while it runs)
         _check_sharding(policy, critic, cfg.gradient_checkpointing and fsdp_ac)
         ref_model = _shard_frozen(ref_model, accelerator)
+        _init_fsdp_roots(accelerator.device, policy, critic, ref_model)
         if checkpoint is not None:
             _load_full_optimizer_states(checkpoint, policy, optimizer, critic, critic_optimizer)
     else:
@@ -468,6 +469,24 @@ def sharding_summary(model: nn.Module) -> dict[str, int]:
                                    for m in units),
         "checkpointed": sum(isinstance(m, CheckpointWrapper) for m in model.modules()),
     }
+
+
+@torch.no_grad()
+def _init_fsdp_roots(device, policy: nn.Module, critic: nn.Module | None, ref_model: nn.Module) -> None:
+    """One 1-token forward through each sharded model's root, so FSDP2 initialises it as the root of its layers.
+
+    ``generate`` and the chunked scoring call the decoder layers past the root's forward; a layer
+    that runs first would initialise itself as a root, and the root's own first forward would then fail.
+    """
+    ids = torch.zeros(1, 1, dtype=torch.long, device=device)
+    att = torch.ones_like(ids)
+    policy(ids, att, logits_to_keep=1)
+    if critic is not None:
+        critic(ids, att, logits_to_keep=1)
+    ref_model(input_ids=ids, attention_mask=att, use_cache=False, logits_to_keep=1)
+    for model in (policy, critic, ref_model):  # a root keeps its parameters gathered after forward: shard them again
+        if model is not None and hasattr(model, "reshard"):  # (the optimizer and its states refer to the shards)
+            model.reshard()
 
 
 def _check_sharding(policy: nn.Module, critic: nn.Module | None, checkpointing: bool) -> None:
