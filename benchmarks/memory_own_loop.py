@@ -38,6 +38,7 @@ import argparse
 import ctypes
 import datetime
 import gc
+import json
 import os
 import sys
 import threading
@@ -221,10 +222,11 @@ def extrapolate(rows: list[dict], args, measured_shape, tokens: int = 25088, pro
     """7B/8B at ``prompt + tokens`` on one 80 GB and one 141 GB GPU, by the arithmetic below, calibrated on ``rows``.
 
     Activations (gradient checkpointing, bf16): every decoder layer's input and the final
-    hidden states are kept (H x (L + 2) values per token) and one layer is recomputed at a time
-    in backward (u = 6H + 2 kv + 3I values per token, the count benchmarks/memory_table.py uses);
-    ``f`` = the measured chunked-update growth per token (fp32, ``--layers`` layers) over that
-    count's fp32 bytes, H x (k + 2) + u, calibrates it. Logits: ``m`` fp32 [rows, vocab] copies
+    hidden states are kept (H x (L + 2) values per token, counted exactly) and one layer is
+    recomputed at a time in backward (u = 6H + 2 kv + 3I values per token, the count
+    benchmarks/memory_table.py uses, times a factor ``f``). ``f`` is calibrated per stage on
+    the measured chunked growth per token (fp32, ``--layers`` = k layers):
+    f = (growth - 4 H (k + 2)) / (4 u). Logits: ``m`` fp32 [rows, vocab] copies
     live at the peak, m = (unchunked - chunked growth per token) / (4 V) measured; chunked they
     cover ``--chunk`` rows, unchunked every response token. States of the own loop's update
     (one GPU, no sharding): actor and separate critic trained with AdamW under bf16 autocast
@@ -239,7 +241,10 @@ def extrapolate(rows: list[dict], args, measured_shape, tokens: int = 25088, pro
         return "(extrapolation needs chunked and unchunked update rows at two lengths or more)"
     e = measured_shape
     unit = lambda sh: 6 * sh.hidden + 2 * sh.kv_dim + 3 * sh.intermediate  # noqa: E731
-    f = chunked / (4 * (e.hidden * (args.layers + 2) + unit(e)))
+    calibrate = lambda growth: (growth - 4 * e.hidden * (args.layers + 2)) / (4 * unit(e))  # noqa: E731
+    f = calibrate(chunked)
+    sft_growth = per_token_bytes(rows, "chunked", "sft")
+    f_sft = calibrate(sft_growth) if sft_growth is not None else f
     m = (unchunked - chunked) / (4 * e.vocab)
     sft_tiles = [r for r in rows if "sft_trl_default" in r]
     m_sft = None
@@ -247,8 +252,9 @@ def extrapolate(rows: list[dict], args, measured_shape, tokens: int = 25088, pro
         r = sft_tiles[-1]
         m_sft = (r["sft_trl_default"] - r["sft"]) * MIB / ((r["tokens"] + args.prompt) * 4 * e.vocab)
     seq = prompt + tokens
-    lines = [f"Calibration: f = {f:.2f} (measured / counted activation bytes per token), m = {m:.1f} fp32 logits "
-             f"copies per response token in the update" + (f", {m_sft:.1f} in TRL's SFT loss" if m_sft else "") + ".",
+    lines = [f"Calibration: f = {f:.2f} (PPO update), {f_sft:.2f} (SFT step) of a recomputed layer's counted "
+             f"activations per token; m = {m:.1f} fp32 logits copies per response token in the update"
+             + (f", {m_sft:.1f} in TRL's SFT loss" if m_sft else "") + ".",
              "", f"One GPU, {prompt} + {tokens} = {seq} tokens, one sequence per micro-batch, bf16 autocast "
              "(GiB; fits = states + activations + logits + 2 GiB CUDA context):", "",
              "| model | stage | states | activations | logits chunked | logits unchunked | total chunked "
@@ -256,12 +262,13 @@ def extrapolate(rows: list[dict], args, measured_shape, tokens: int = 25088, pro
              "|---|---|---:|---:|---:|---:|---:|---|---|---:|"]
     for name in ("Qwen2.5-7B", "Llama-3.1-8B"):
         sh = Shape.from_config(MODELS[name])
-        act = f * 2 * (sh.hidden * (sh.layers + 2) + unit(sh)) * seq
-        stages = {"PPO update": (16 * sh.params + 16 * sh.backbone_params + 4 * sh.params, m * args.chunk * 4 * sh.vocab,
-                                 m * tokens * 4 * sh.vocab)}
+        act = lambda factor: 2 * (sh.hidden * (sh.layers + 2) + factor * unit(sh)) * seq  # noqa: E731
+        stages = {"PPO update": (16 * sh.params + 16 * sh.backbone_params + 4 * sh.params, act(f),
+                                 m * args.chunk * 4 * sh.vocab, m * tokens * 4 * sh.vocab)}
         if m_sft:
-            stages["SFT step"] = (16 * sh.params, m_sft * 2048 * 4 * sh.vocab, m_sft * min(seq, 32768) * 4 * sh.vocab)
-        for stage, (states, lc, lu) in stages.items():
+            stages["SFT step"] = (16 * sh.params, act(f_sft), m_sft * 2048 * 4 * sh.vocab,
+                                  m_sft * min(seq, 32768) * 4 * sh.vocab)
+        for stage, (states, act, lc, lu) in stages.items():
             total = states + act + lc + 2 * GIB
             offloaded = act + lc + 2 * GIB + 2 * 2 * sh.layer_params * 2  # + two gathered bf16 layers
             lines.append(f"| {name} | {stage} | {states / GIB:.0f} | {act / GIB:.1f} | {lc / GIB:.1f} | {lu / GIB:.1f} "
@@ -286,11 +293,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--no-unchunked", action="store_true")
     parser.add_argument("--no-sft", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--save-rows", help="also write the measured rows to this JSON file")
+    parser.add_argument("--from-rows", help="print the table and arithmetic of rows saved by --save-rows (no measuring)")
     args = parser.parse_args(argv)
     if os.environ.get(_MMAP_ENV) is None and argv is None:  # every large tensor its own mapping (see the docstring)
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, _MMAP_ENV: "65536"})
     sys.path.insert(0, str(ROOT / "src"))
-    rows = measure(args)
+    rows = json.loads(Path(args.from_rows).read_text()) if args.from_rows else measure(args)
+    if args.save_rows:
+        Path(args.save_rows).write_text(json.dumps(rows))
     out = [f"{datetime.date.today().isoformat()}, `python {' '.join(['benchmarks/memory_own_loop.py', *sys.argv[1:]])}`"
            f" ({args.layers} of 30 layers, fp32, CPU, {args.threads} threads):", "", table(rows, args), ""]
     for mode in ("chunked", "unchunked"):
@@ -298,8 +309,6 @@ def main(argv: list[str] | None = None) -> str:
             s = slopes(rows, mode, col)
             if s is not None:
                 out.append(f"- {mode} {col}: {s:.0f} MiB per 1k response tokens")
-    import json
-
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from memory_table import Shape
 
