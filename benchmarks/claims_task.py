@@ -10,7 +10,7 @@ reward, PPO and GRPO are the project's. The policy is:
   which every segment tag (``<think>``, ``</draft>``, ...) is one token and every text is
   written with a space between tokens, so ``decode(encode(text)) == text`` and the rollout's
   character offsets (where the process reward is placed) are exact;
-* a from-scratch ``LlamaForCausalLM`` of 2 layers, hidden size 64 (~0.1M parameters), saved as a
+* a from-scratch ``LlamaForCausalLM`` of 2 layers, hidden size 128 (0.53M parameters, 62 tokens), saved as a
   plain Hugging Face directory that :func:`r2_write.rl.trainer.train` and TRL's ``GRPOTrainer``
   load unchanged.
 
@@ -192,7 +192,7 @@ def build_tokenizer(texts: Sequence[str] | None = None):
                                    model_max_length=512)
 
 
-def build_model(tokenizer, seed: int, hidden: int = 64, layers: int = 2, heads: int = 4):
+def build_model(tokenizer, seed: int, hidden: int = 128, layers: int = 2, heads: int = 4):
     """A from-scratch ``LlamaForCausalLM`` for ``tokenizer`` (tied embeddings, 256 positions)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
