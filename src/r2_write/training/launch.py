@@ -38,16 +38,15 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from r2_write.processes import run_streamed
 
 logger = logging.getLogger(__name__)
 
@@ -220,29 +219,13 @@ def run_launched(stage: str, payload: dict, launch: LaunchParams, run_dir: Path)
                     "--num_processes %d --main_process_ip %s -m %s %s %s", stage, launch.num_machines - 1,
                     f"--config_file {launch.config_file}" if launch.config_file else "--multi_gpu",
                     launch.num_machines, launch.num_processes, launch.main_process_ip, __name__, stage, run_dir)
-    tail: deque[str] = deque(maxlen=40)
-    errors: deque[str] = deque(maxlen=20)  # torchrun's own traceback fills the tail: keep the workers' causes
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env={**os.environ, **extra_env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-    try:
-        for line in proc.stdout:
-            tail.append(line.rstrip("\n"))
-            if _ERROR_LINE.search(line) and "torch/distributed" not in line and "accelerate/commands" not in line:
-                errors.append(line.rstrip("\n"))
-            sys.stdout.write(line)
-        rc = proc.wait()
-    except BaseException:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        raise
+    # torchrun's own traceback fills the tail: the workers' error lines are kept apart
+    done = run_streamed(cmd, extra_env, cause=_worker_error)
     result_file = run_dir / RESULT_FILE
-    if rc != 0 or not result_file.exists():
-        raise RuntimeError(f"{stage}: the launched training failed (exit status {rc}; {' '.join(cmd)}); "
-                           f"the workers' error lines:\n" + "\n".join(errors) + "\nlast output:\n" + "\n".join(tail))
+    if done.returncode != 0 or not result_file.exists():
+        raise RuntimeError(f"{stage}: the launched training failed (exit status {done.returncode}; {' '.join(cmd)}); "
+                           f"the workers' error lines:\n" + "\n".join(done.causes) + "\nlast output:\n" + "\n".join(done.tail))
     result = json.loads(result_file.read_text())
     logger.info("%s: %d process(es) finished in %.0f s", stage, result.get("num_processes", 0), time.perf_counter() - start)
     digests = result.get("weights_digests")
@@ -293,10 +276,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def _worker_error(line: str) -> str | None:
+    """A worker's error line (not torchrun's or accelerate's own traceback about the failed worker)."""
+    if _ERROR_LINE.search(line) and "torch/distributed" not in line and "accelerate/commands" not in line:
+        return line
+    return None
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -29,15 +29,13 @@ import logging
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
-from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from r2_write import processes
 from r2_write.rl.verl.dataset import write_rl_set
 from r2_write.rl.verl.overrides import hydra_args, verl_overrides
 from r2_write.rl.verl.rewards import steps_from_log
@@ -115,35 +113,17 @@ def prepare_run(
 
 def run_streamed(command: list[str], what: str, env: dict[str, str] | None = None) -> None:
     """Run ``command``, its output streamed to this process's stdout; a failure raises :class:`VerlError` in one line."""
-    tail: deque[str] = deque(maxlen=40)
-    causes: deque[str] = deque(maxlen=5)
     try:
-        proc = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        done = processes.run_streamed(command, env, cause=lambda line: (m.group(0).strip() if (m := _CAUSE.search(line)) else None),
+                                      cause_lines=5)
     except OSError as exc:
         raise VerlError(f"{what} could not start ({command[0]}): {exc}") from None
-    try:
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            line = line.rstrip("\n")
-            tail.append(line)
-            found = _CAUSE.search(line)
-            if found:
-                causes.append(found.group(0).strip())
-        rc = proc.wait()
-    except BaseException:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        raise
-    if rc != 0:
-        for line in tail:
+    if done.returncode != 0:
+        for line in done.tail:
             logger.error("%s | %s", what, line)
-        cause = causes[-1] if causes else (tail[-1].strip() if tail else "no output")
-        raise VerlError(f"{what} failed (exit status {rc}): {cause}")
+        cause = done.causes[-1] if done.causes else (done.tail[-1].strip() if done.tail else "no output")
+        raise VerlError(f"{what} failed (exit status {done.returncode}): {cause}")
+
 
 
 def latest_actor(checkpoint_dir: Path) -> Path:
@@ -191,11 +171,3 @@ def train_verl(
     for path in sorted(run_dir.glob("metrics-*.jsonl")):  # attempts in order: a resumed step's later line wins
         history.update(steps_from_log(path))
     return str(final), {"history": [history[s] for s in sorted(history)], "judge_failed_items": float("nan")}
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """SIGTERM the veRL driver when this process dies (a killed ``kedro run`` leaves no trainer; rerun resumes)."""
-    import ctypes
-    import signal
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
