@@ -305,15 +305,17 @@ def reference_logprobs(
 ) -> torch.Tensor:
     """Log-probabilities of the response tokens under the frozen reference model (:func:`chunked_logprobs`)."""
     n = input_ids.shape[1] - context_length
-    with _root_gathered(ref_model):  # FSDP2: the backbone is called past the root's own forward hook
+    with root_gathered(ref_model):  # FSDP2: the backbone is called past the root's own forward hook
         hidden = _forward(_backbone(ref_model), input_ids, attention_mask).last_hidden_state[:, -(n + 1):]
         labels = input_ids[:, context_length:]
         return chunked_logprobs(hidden[:, :n], ref_model.get_output_embeddings(), labels, temperature, chunk_size)[0]
 
 
 @contextmanager
-def _root_gathered(model: nn.Module):
-    """Gather an FSDP2 root's own parameters (embeddings, final norm, LM head) while its submodules are called directly.
+def root_gathered(model: nn.Module):
+    """Gather an FSDP2 root's own parameters (embeddings, final norm, LM head, value head) while its submodules are
+    called directly: the reference's backbone in scoring, ``policy.lm.generate`` in the rollout, both past the
+    root's forward hook that would gather them.
 
     The decoder layers are FSDP units of their own and gather themselves; a no-op for an unsharded model.
     """

@@ -24,6 +24,7 @@ from r2_write.rl.model import (
     reference_logprobs,
     response_scores,
     response_values,
+    root_gathered,
 )
 from r2_write.rl.ppo_config import PPOConfig
 
@@ -187,7 +188,7 @@ def rollout(
     else:
         gen_cfg = _generation_config(cfg, pad, eos_ids)
         step = cfg.generation_batch_size or len(prompts)
-        with _without_checkpoint_generation_defaults(policy.lm), _root_unsharded(policy):
+        with _without_checkpoint_generation_defaults(policy.lm), root_gathered(policy):
             chunks = [
                 policy.lm.generate(input_ids=queries[s : s + step], attention_mask=query_mask[s : s + step],
                                    generation_config=gen_cfg, synced_gpus=_layers_sharded(policy))[:, queries.shape[1]:]
@@ -334,23 +335,6 @@ def _layers_sharded(model: nn.Module) -> bool:
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return False
     return any(hasattr(m, "unshard") for m in model.modules() if m is not model)
-
-
-@contextmanager
-def _root_unsharded(model: nn.Module):
-    """Gather an FSDP2 root's own parameters (embeddings, LM head, value head) while ``model.lm.generate`` runs.
-
-    ``generate`` calls the LM inside the root module, past the root's forward hook that would
-    gather them; the decoder layers gather themselves. A no-op for an unsharded model.
-    """
-    if not hasattr(model, "unshard"):
-        yield
-        return
-    model.unshard()
-    try:
-        yield
-    finally:
-        model.reshard()
 
 
 @contextmanager
