@@ -514,3 +514,31 @@ def _quoted_paths(page: Path) -> list[str]:
 def test_quoted_repository_paths_exist(page):
     missing = sorted({p for p in _quoted_paths(page) if not (ROOT / p).exists()})
     assert not missing, f"{page.relative_to(ROOT)} quotes paths that do not exist: {missing}"
+
+
+# ----------------------------------------------------------------------------- the README's package map
+
+
+def _package_map() -> tuple[set[str], set[str]]:
+    """The README's package map: the packages of its first column, the modules of its ``*.py`` row."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Package map"):]
+    section = section[: section.index("\n## ", 1)]
+    packages, modules = set(), set()
+    for row in re.findall(r"^\| `([^`]+)` \| (.*) \|$", section, re.M):
+        if row[0] == "*.py":
+            modules |= set(re.findall(r"`(\w+\.py)`", row[1]))
+        else:
+            packages.add(row[0])
+    return packages, modules
+
+
+def test_the_package_map_names_every_package_and_module():
+    src = ROOT / "src" / "r2_write"
+    listed_packages, listed_modules = _package_map()
+    packages = {f"{p.name}/" for p in src.iterdir() if (p / "__init__.py").exists()}
+    modules = {p.name for p in src.glob("*.py")} - {"__init__.py", "__main__.py"}
+    assert listed_packages == packages, f"README.md's package map: missing {sorted(packages - listed_packages)}, " \
+                                        f"not in src/r2_write/ {sorted(listed_packages - packages)}"
+    assert listed_modules == modules, f"README.md's package map (*.py): missing {sorted(modules - listed_modules)}, " \
+                                      f"not in src/r2_write/ {sorted(listed_modules - modules)}"
