@@ -71,12 +71,12 @@ class PPOConfig(BaseModel):
         None, description="Rollouts per forward/backward pass (gradient accumulation); None = mini_batch_size."
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
-    mixed_precision: str = Field("no", description="Accelerate mixed precision: 'no', 'bf16' or 'fp16'.")
     logits_chunk_size: int = Field(
         1024,
         description="Response positions projected through the LM head at a time when scoring (log-probs, entropy): "
                     "no [T, vocab] fp32 logits of a whole sequence; 0 = unchunked (r2_write.rl.model.chunked_logprobs).",
     )
+    mixed_precision: str = Field("no", description="Accelerate mixed precision: 'no', 'bf16' or 'fp16'.")
     # --- critic
     critic: str = Field(
         "shared",
@@ -140,6 +140,11 @@ class PPOConfig(BaseModel):
         0.3, description="Share of each GPU's memory vLLM may take (the rest trains)."
     )
     vllm_tensor_parallel_size: int = Field(1, description="GPUs per vLLM engine.")
+    vllm_sleep_mode: bool = Field(
+        False,
+        description="Put the colocated vLLM engine to sleep (level 2: weights and KV cache released) after each "
+                    "rollout, so the update gets its GPU memory back; woken and re-synced before the next rollout.",
+    )
     # --- run
     total_steps: int = Field(100, description="PPO steps (rollout + update) to run.")
     seed: int = Field(42, description="Seed of prompt order and sampling (re-seeded per step).")
