@@ -275,8 +275,8 @@ def extrapolate(rows: list[dict], args, measured_shape, tokens: int = 25088, pro
                          f"| {total / GIB:.0f} | {'yes' if total <= 80e9 else 'no'} | {'yes' if total <= 141e9 else 'no'} "
                          f"| {offloaded / GIB:.1f} |")
     lines.append("")
-    lines.append(f"SFT logits: chunked = sft.lm_head_chunk_size 2048-row tiles, unchunked = TRL 1.16's default "
-                 f"32768-row tile (one tile per sequence up to 32k tokens).")
+    lines.append("SFT logits: chunked = sft.lm_head_chunk_size 2048-row tiles, unchunked = TRL 1.16's default "
+                 "32768-row tile (one tile per sequence up to 32k tokens).")
     return "\n".join(lines)
 
 
