@@ -8,7 +8,7 @@ trainer logs: ``time/rollout``, ``time/reward``, ``time/update`` (the stage's ow
 ``monitor / (N x step + monitor)``. Nothing is written outside a temporary directory; the judge's
 answers go to a temporary cache (no cache hits from earlier runs).
 
-    .venv/bin/python benchmarks/monitor_cost.py --prompts 8 --steps 3
+    .venv/bin/python benchmarks/monitor_cost.py --prompts 8 --steps 2
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=8, help="held-out prompts per measurement")
-    ap.add_argument("--steps", type=int, default=3, help="PPO steps (each one measured)")
+    ap.add_argument("--steps", type=int, default=2, help="PPO steps (each one measured)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
