@@ -173,3 +173,12 @@ def peaked_policy(tmp_path_factory, tiny_model_dir):
     from tests.rl import test_learning
 
     return test_learning.peaked_policy.__wrapped__(tmp_path_factory, tiny_model_dir)
+
+
+def test_the_module_docstring_examples_hold():
+    import doctest
+
+    import r2_write.rl.monitor
+
+    result = doctest.testmod(r2_write.rl.monitor)
+    assert result.attempted >= 3 and result.failed == 0
