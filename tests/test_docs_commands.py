@@ -388,9 +388,9 @@ def test_the_script_check_rejects_an_unknown_option():
 
 
 def test_documented_learning_signal_runs_share_the_default_budget():
-    """The learning-signal tables compare runs with the benchmark's budget (6 steps of 8 rollouts)."""
-    runs = [c for _, c in SCRIPTS if c[1] == "benchmarks/learning_signal.py" and "--tiny" not in c
-            and "--reflect-share" not in c]
+    """The learning-signal tables of docs/results.md compare runs with one budget (6 steps of 8 rollouts)."""
+    runs = [c for page, c in SCRIPTS if page == "docs/results.md" and c[1] == "benchmarks/learning_signal.py"
+            and "--tiny" not in c and "--reflect-share" not in c]
     assert len(runs) >= 3  # the default run, --seed 1, --critic separate
     bench = _load_script(ROOT / "benchmarks" / "learning_signal.py")
     for argv in runs:
