@@ -23,7 +23,8 @@ def test_the_entry_point_composes_veRLs_config_with_the_generated_overrides(tmp_
     params = yaml.safe_load((project_root / "conf" / "paper" / "parameters_ppo.yml").read_text())["ppo"]
     params.pop("reward"), params.pop("launch", None)
     cfg = PPOConfig(**params)
-    overrides = verl_overrides(cfg, policy_dir="/m", train_file="/d.parquet", checkpoint_dir="/c", n_prompts=64)
+    overrides = verl_overrides(cfg, policy_dir="/m", train_file="/d.parquet", checkpoint_dir="/c", n_prompts=64,
+                               val_file="/v.parquet")  # conf/paper has the monitor on
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"reward": {}, "reward_config": {}, "process_weight": 0.5, "eos_ids": [2]}))
     out = subprocess.run([sys.executable, "-m", "r2_write.rl.verl.main", f"--r2-spec={spec}", "--cfg", "job",

@@ -20,7 +20,7 @@ def paper_cfg(project_root, **changes) -> PPOConfig:
 
 def overrides_of(cfg: PPOConfig, n_prompts: int = 100, policy_dir: str = "/models/sft") -> dict:
     return verl_overrides(cfg, policy_dir=policy_dir, train_file="/data/train.parquet", checkpoint_dir="/ckpt",
-                          n_prompts=n_prompts)
+                          n_prompts=n_prompts, val_file="/data/val.parquet" if cfg.monitor.enabled else None)
 
 
 def validate(config) -> None:

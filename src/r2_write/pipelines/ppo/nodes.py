@@ -107,9 +107,6 @@ def train_ppo_policy(
         if launch is not None:
             logger.info("%s: engine verl places its own GPUs (%s.verl); %s.launch is not used", variant, variant, variant)
             launch = None
-    if cfg.engine == "verl" and cfg.monitor.enabled:
-        logger.warning("%s.monitor: the over-optimisation monitor runs in the own engine and GRPO; engine verl does "
-                       "not measure it (no monitor/* metrics for this run)", variant)
     if cfg.check_length_budget:
         check_length_budget(list(sft_set["completion"]), policy_model, cfg.max_new_tokens, variant)
     prompts, rubrics = list(rl_set["prompt"]), list(rl_set["criteria"])

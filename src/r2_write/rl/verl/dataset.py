@@ -4,6 +4,11 @@ One parquet row per prompt: ``prompt`` (the chat the policy answers, :func:`r2_w
 the same user turn as the own rollout), ``data_source``, ``ability``, ``reward_model``
 (veRL's required column; the process reward needs no ground truth) and ``extra_info`` with the
 request text and its criteria (JSON), which the reward manager judges against.
+
+The over-optimisation monitor's held-out prompts (:func:`r2_write.rl.monitor.split_prompts`) are
+written the same way as veRL's validation set, with ``data_source`` :data:`MONITOR_SOURCE`: the
+reward manager scores those answers with both monitor judges, and veRL groups its validation
+metrics by that name (``val-aux/r2_write_monitor/monitor_gap/mean@1``).
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import pandas as pd
 from r2_write.prompts.policy import policy_messages
 
 DATA_SOURCE = "r2_write"
+MONITOR_SOURCE = "r2_write_monitor"
+"""``data_source`` of the monitor's held-out prompts (veRL's validation set)."""
 
 
-def rl_records(prompts: list[str], rubrics: list[Any]) -> pd.DataFrame:
+def rl_records(prompts: list[str], rubrics: list[Any], data_source: str = DATA_SOURCE) -> pd.DataFrame:
     """The rows of the RL set in veRL's layout.
 
     >>> df = rl_records(["Write a haiku."], [[{"name": "Imagery"}]])
@@ -29,7 +36,7 @@ def rl_records(prompts: list[str], rubrics: list[Any]) -> pd.DataFrame:
     if len(prompts) != len(rubrics):
         raise ValueError(f"{len(prompts)} prompts but {len(rubrics)} rubrics")
     return pd.DataFrame({
-        "data_source": [DATA_SOURCE] * len(prompts),
+        "data_source": [data_source] * len(prompts),
         "prompt": [policy_messages(p) for p in prompts],
         "ability": ["writing"] * len(prompts),
         "reward_model": [{"style": "process_reward", "ground_truth": ""} for _ in prompts],
@@ -38,11 +45,11 @@ def rl_records(prompts: list[str], rubrics: list[Any]) -> pd.DataFrame:
     })
 
 
-def write_rl_set(prompts: list[str], rubrics: list[Any], path: str | Path) -> Path:
+def write_rl_set(prompts: list[str], rubrics: list[Any], path: str | Path, data_source: str = DATA_SOURCE) -> Path:
     """Write :func:`rl_records` to ``path`` (parquet); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rl_records(prompts, rubrics).to_parquet(path, index=False)
+    rl_records(prompts, rubrics, data_source).to_parquet(path, index=False)
     return path
 
 

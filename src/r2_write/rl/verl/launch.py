@@ -3,7 +3,11 @@
 :func:`train_verl` is what ``train_ppo_policy`` runs with ``ppo.engine: verl``. In the run's
 directory (``<output_dir>/verl/``) it writes
 
-* ``train.parquet``: the RL set in veRL's layout (:mod:`r2_write.rl.verl.dataset`);
+* ``train.parquet``: the RL set in veRL's layout (:mod:`r2_write.rl.verl.dataset`), without the
+  over-optimisation monitor's held-out prompts when ``ppo.monitor`` is on;
+* ``val.parquet`` (monitor on): those held-out prompts (:func:`r2_write.rl.monitor.split_prompts`,
+  the own loop's split), veRL's validation set, run every ``monitor.every`` steps and scored by
+  both monitor judges in the reward manager;
 * ``spec.json``: the reward judge spec, reward settings, lambda and end tokens (read by the reward manager);
 * ``overrides.yaml``: the run's configuration as overrides of veRL's ``ppo_trainer.yaml``
   (:func:`r2_write.rl.verl.overrides.verl_overrides`);
@@ -36,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from r2_write import processes
-from r2_write.rl.verl.dataset import write_rl_set
+from r2_write.rl.monitor import split_prompts
+from r2_write.rl.verl.dataset import MONITOR_SOURCE, write_rl_set
 from r2_write.rl.verl.overrides import hydra_args, verl_overrides
 from r2_write.rl.verl.rewards import steps_from_log
 
@@ -89,6 +94,7 @@ def prepare_run(
     reward_spec: dict, variant: str = "ppo",
 ) -> tuple[list[str], Path]:
     """Write the run directory (dataset, spec, overrides, command); returns ``(command, run_dir)``."""
+    prompts, rubrics, held_prompts, held_rubrics = split_prompts(prompts, rubrics, cfg.monitor, f"{variant}.monitor")
     if len(prompts) < cfg.prompts_per_step:  # veRL's dataloader drops a partial batch: no step at all
         raise VerlError(f"{variant}: the RL set has {len(prompts)} prompts, fewer than one veRL step takes "
                         f"({variant}.batch_size / rollouts_per_prompt = {cfg.prompts_per_step})")
@@ -96,6 +102,11 @@ def prepare_run(
     run_dir = out / "verl"
     run_dir.mkdir(parents=True, exist_ok=True)
     train_file = write_rl_set(prompts, rubrics, run_dir / "train.parquet")
+    val_file = run_dir / "val.parquet"
+    if held_prompts:
+        write_rl_set(held_prompts, held_rubrics, val_file, data_source=MONITOR_SOURCE)
+    elif val_file.exists():  # a run directory reused with the monitor now off
+        val_file.unlink()
     spec_file = run_dir / "spec.json"
     spec_file.write_text(json.dumps({
         "reward": reward_spec, "reward_config": reward_cfg.model_dump(), "process_weight": cfg.process_weight,
@@ -103,7 +114,7 @@ def prepare_run(
     }, indent=1, default=str))
     overrides = verl_overrides(cfg, policy_dir=str(Path(policy_dir).resolve()), train_file=str(train_file.resolve()),
                                checkpoint_dir=str((out / "checkpoints").resolve()), n_prompts=len(prompts),
-                               experiment=variant)
+                               experiment=variant, val_file=str(val_file.resolve()) if held_prompts else None)
     (run_dir / "overrides.yaml").write_text(yaml.safe_dump(overrides, sort_keys=False))
     command = [str(Path(cfg.verl.python).expanduser()), "-m", ENTRY_MODULE, f"--r2-spec={spec_file.resolve()}",
                *hydra_args(overrides), f"hydra.run.dir={(run_dir / 'hydra').resolve()}"]  # not ./outputs/<date>

@@ -14,6 +14,12 @@ It is veRL's ``main_ppo`` with two classes of ours (recipe style, nothing of veR
 * :class:`ProcessRewardTaskRunner` (veRL's ``TaskRunner``) builds it and gives the reward path
   the actor's resource pool (no reward model is started: ``reward.reward_model.enable`` stays false).
 
+The over-optimisation monitor is veRL's validation: the held-out prompts are ``data.val_files``,
+``trainer.test_freq`` is ``monitor.every``, and :meth:`ProcessRewardTrainer._validate` keeps veRL's
+``_validate`` (generation with ``val_kwargs``, rewards through the same non-streaming path, where the
+reward manager scores each held-out answer with both monitor judges) but only on the steps the own
+loop measures: veRL would also validate after the last step when it is not a multiple of ``every``.
+
 The per-sample numbers of the reward (format violations, steps improved, redundant steps) reach
 veRL's metrics under the own loop's names through :func:`data_metrics_with_process_reward`.
 """
@@ -44,6 +50,13 @@ class ProcessRewardTrainer(RayPPOTrainer):
         # writes one scalar on the last token. use_rm routes fit() and _validate() through
         # _compute_reward_colocate -> RewardLoopManager.compute_rm_score -> assemble_rm_scores.
         self.use_rm = True
+
+    def _validate(self, merged: bool = False):
+        """veRL's validation (the monitor's measurement) on steps that are multiples of ``trainer.test_freq`` only."""
+        freq = self.config.trainer.test_freq
+        if freq > 0 and self.global_steps % freq:  # veRL's extra validation after a last step off the grid
+            return {}
+        return super()._validate(merged=merged)
 
 
 def data_metrics_with_process_reward(reward_cfg: ProcessRewardConfig):

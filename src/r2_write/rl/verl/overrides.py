@@ -67,9 +67,11 @@ PPO_KEYS: tuple[Key, ...] = (
     Key("gamma", ("algorithm.gamma",)),
     Key("lam", ("algorithm.lam",)),
     Key("rollouts_per_prompt", ("actor_rollout_ref.rollout.n",)),
-    Key("temperature", ("actor_rollout_ref.rollout.temperature",)),
-    Key("top_k", ("actor_rollout_ref.rollout.top_k",), lambda v, cfg: v or -1, "0 (off) is veRL's -1"),
-    Key("top_p", ("actor_rollout_ref.rollout.top_p",)),
+    Key("temperature", ("actor_rollout_ref.rollout.temperature", "actor_rollout_ref.rollout.val_kwargs.temperature"),
+        note="val_kwargs: the monitor samples as training does"),
+    Key("top_k", ("actor_rollout_ref.rollout.top_k", "actor_rollout_ref.rollout.val_kwargs.top_k"),
+        lambda v, cfg: v or -1, "0 (off) is veRL's -1"),
+    Key("top_p", ("actor_rollout_ref.rollout.top_p", "actor_rollout_ref.rollout.val_kwargs.top_p")),
     Key("max_new_tokens", ("data.max_response_length",)),
     Key("max_prompt_length", ("data.max_prompt_length",)),
     Key("vllm_gpu_memory_utilization", ("actor_rollout_ref.rollout.gpu_memory_utilization",)),
@@ -80,6 +82,8 @@ PPO_KEYS: tuple[Key, ...] = (
         "0 (final only) saves at the last step"),
     Key("keep_checkpoints", ("trainer.max_actor_ckpt_to_keep", "trainer.max_critic_ckpt_to_keep"),
         lambda v, cfg: v or None, "0 (keep all) is veRL's null"),
+    Key("monitor", ("trainer.test_freq",), lambda v, cfg: v.every if v.enabled else -1,
+        "monitor.every: veRL's validation on the held-out prompts; 0 (off) is -1"),
 )
 
 # ppo.verl -> veRL (``field`` is a VerlConfig field): the scale settings.
@@ -110,8 +114,9 @@ FIXED: dict[str, Any] = {
     "trainer.use_v1": False,  # RayPPOTrainer (ray_trainer.py), which main.ProcessRewardTrainer subclasses
     "trainer.project_name": "r2_write",
     "trainer.resume_mode": "auto",  # a rerun after a kill resumes from the newest sharded checkpoint
-    "trainer.val_before_train": False,
-    "trainer.test_freq": -1,
+    "trainer.val_before_train": False,  # the own monitor first measures after step monitor.every, never at step 0
+    "actor_rollout_ref.rollout.val_kwargs.n": 1,  # one answer per held-out prompt, sampled (not greedy), as the own monitor
+    "actor_rollout_ref.rollout.val_kwargs.do_sample": True,
     "algorithm.adv_estimator": "gae",
     "algorithm.use_kl_in_reward": True,  # r_t = score_t - kl_coef * (logp - ref_logp), as compute_rewards
     "algorithm.kl_penalty": "kl",
@@ -163,7 +168,7 @@ _PATH_KEYS = ("actor_rollout_ref.model.path", "critic.model.path", "data.train_f
 
 def verl_overrides(
     cfg: PPOConfig, *, policy_dir: str, train_file: str, checkpoint_dir: str, n_prompts: int,
-    experiment: str = "ppo",
+    experiment: str = "ppo", val_file: str | None = None,
 ) -> dict[str, Any]:
     """veRL config overrides of one run: ``{veRL key: value}``.
 
@@ -174,6 +179,8 @@ def verl_overrides(
         checkpoint_dir: Where veRL writes ``global_step_<n>/`` (resumed from after a kill).
         n_prompts: Prompts in the RL set (epochs enough for ``total_steps``).
         experiment: veRL's experiment name (the variant, ``ppo`` or ``ppo_outcome``).
+        val_file: The monitor's held-out prompts in veRL's layout (veRL's validation set); required
+            when ``cfg.monitor`` is on (``trainer.test_freq = monitor.every``).
 
     Returns:
         An ordered dict; :func:`hydra_args` writes it for the command line.
@@ -186,12 +193,14 @@ def verl_overrides(
         value = row.convert(getattr(cfg.verl, row.field), cfg)
         out.update({key: value for key in row.verl})
     out.update(FIXED)
+    if cfg.monitor.enabled and not val_file:
+        raise ValueError("ppo.monitor is on: verl_overrides needs val_file, the held-out prompts (veRL's validation set)")
     steps_per_epoch = max(1, n_prompts // cfg.prompts_per_step)  # veRL's dataloader drops the last partial batch
     out.update({
         "actor_rollout_ref.model.path": policy_dir,
         "critic.model.path": policy_dir,
         "data.train_files": train_file,
-        "data.val_files": train_file,  # required by veRL; validation is off (test_freq -1)
+        "data.val_files": val_file if cfg.monitor.enabled else train_file,  # required by veRL even with test_freq -1
         "trainer.default_local_dir": checkpoint_dir,
         "trainer.experiment_name": experiment,
         "trainer.total_epochs": math.ceil(cfg.total_steps / steps_per_epoch),

@@ -16,6 +16,15 @@ veRL loads it from the overrides ``reward.reward_manager.source=importlib``,
   :class:`r2_write.rl.verl.main.ProcessRewardTrainer` selects; ``rm_scores`` then becomes
   ``token_level_scores`` before the KL penalty and GAE.
 
+A sample of the over-optimisation monitor's held-out prompts (``data_source``
+:data:`~r2_write.rl.verl.dataset.MONITOR_SOURCE`, veRL's validation set) is not trained on:
+:meth:`ProcessRewardManager.run_single` scores its final answer with the monitor's two judges
+(:func:`r2_write.rl.monitor.judges_from_reward_spec` on the run's reward spec: the reward judge and
+``eval_judge``, fresh judges whose failures never count in the reward's budget) and returns no
+token reward, and ``monitor_reward_score`` / ``monitor_eval_score`` / ``monitor_gap`` per sample.
+veRL's ``_validate`` averages them per data source (``val-aux/r2_write_monitor/<key>/mean@1``) and
+:data:`r2_write.rl.verl.rewards.METRIC_MAP` names them ``monitor/*`` as in the own loop.
+
 On veRL's streaming path (agent loop, no reward model) a dict score cannot be written as the
 last-token scalar: that path fails instead of training on a wrong reward.
 
@@ -36,7 +45,9 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from r2_write.rewards.process import ProcessRewardConfig
 from r2_write.rewards.spec import build_reward
-from r2_write.rl.verl.rewards import place_scores, score_sample
+from r2_write.rl.monitor import judges_from_reward_spec
+from r2_write.rl.verl.dataset import MONITOR_SOURCE
+from r2_write.rl.verl.rewards import monitor_sample, place_scores, score_sample
 
 SPEC_ENV = "R2_VERL_SPEC"
 
@@ -55,9 +66,11 @@ class ProcessRewardManager(RewardManagerBase):
     """The R2-Write token-level process reward as a veRL reward manager."""
 
     def __init__(self, config, tokenizer, compute_score=None, reward_router_address=None, reward_model_tokenizer=None,
-                 spec: dict | None = None, reward_fn=None, judge=None, **kwargs):
+                 spec: dict | None = None, reward_fn=None, judge=None, monitor_judges=None, **kwargs):
         super().__init__(config, tokenizer, compute_score)
         spec = spec or load_spec()
+        self.reward_spec = spec["reward"]
+        self._monitor_judges = monitor_judges  # built on the first held-out answer (validation only)
         self.reward_cfg = ProcessRewardConfig(**spec["reward_config"])
         self.process_weight = float(spec["process_weight"])
         self.eos_ids = [int(i) for i in spec["eos_ids"]]
@@ -73,6 +86,11 @@ class ProcessRewardManager(RewardManagerBase):
         ids = responses[:valid].tolist()
         extra_info = item.non_tensor_batch.get("extra_info", {}) or {}
         prompt, rubric = extra_info["prompt_text"], _rubric(extra_info.get("criteria"))
+        if item.non_tensor_batch.get("data_source") == MONITOR_SOURCE:  # a held-out answer: both judges, no reward
+            judges = self.monitor_judges()
+            extra = await self.loop.run_in_executor(
+                None, lambda: monitor_sample(self.tokenizer, ids, self.eos_ids, prompt, rubric, judges))
+            return {"reward_score": {"positions": [], "values": []}, "reward_extra_info": extra}
         sample = await self.loop.run_in_executor(
             None, lambda: score_sample(self.tokenizer, ids, self.eos_ids, prompt, rubric, self.reward_fn,
                                        self.reward_cfg, self.process_weight)
@@ -80,6 +98,15 @@ class ProcessRewardManager(RewardManagerBase):
         self.check_judge_budget()
         return {"reward_score": {"positions": sample["positions"], "values": sample["values"]},
                 "reward_extra_info": sample["extra"]}
+
+    def monitor_judges(self):
+        """The over-optimisation monitor's judges from the run's reward spec (built once per worker)."""
+        if self._monitor_judges is None:
+            self._monitor_judges = judges_from_reward_spec(self.reward_spec)
+            if self._monitor_judges is None:
+                raise RuntimeError("ppo.monitor: the run's reward spec is not the rubric judge's (no llm/judge/"
+                                   "generic_rubric kwargs), so the monitor's judges cannot be built")
+        return self._monitor_judges
 
     def check_judge_budget(self) -> None:
         """The judge role's failure budget over this worker's judgements so far (one line, FailureBudgetError)."""

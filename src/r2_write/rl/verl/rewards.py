@@ -8,14 +8,19 @@ function :func:`r2_write.rl.ppo.token_scores` calls). It returns the non-zero ``
 pairs; :func:`place_scores` writes them into veRL's ``[batch, response_length]`` reward tensor.
 The same tokens therefore get the same rewards, bit for bit, in both engines.
 
+:func:`monitor_sample` scores one held-out answer of the over-optimisation monitor with both of
+its judges (:func:`r2_write.rl.monitor.score_answers`, the own loop's function) on the same text.
+
 :func:`process_metrics` turns the per-sample extras into the own loop's ``reward/*`` and
 ``response/*`` metrics; :data:`METRIC_MAP` renames veRL's metrics that mean the same as an own
-loop metric (the rest keep their veRL name under ``verl/``).
+loop metric (the rest keep their veRL name under ``verl/``); veRL's validation means of the
+monitor's keys become ``monitor/eval_score``, ``monitor/reward_score`` and ``monitor/gap``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,9 @@ from typing import Any
 import torch
 
 from r2_write.rewards.process import ProcessRewardConfig, normalise_score, token_rewards
+from r2_write.rl.monitor import MonitorJudges, monitor_metrics, score_answers
 from r2_write.rl.rollout import decode_with_offsets
+from r2_write.rl.verl.dataset import MONITOR_SOURCE
 
 # Per-sample values the reward manager hands to veRL (reward_extra_info): numbers only.
 EXTRA_KEYS = ("outcome_score", "judged", "process", "format_violation", "n_steps", "n_improved", "n_redundant",
@@ -69,6 +76,27 @@ def score_sample(
     row = token_rewards(offsets, result, reward_cfg, process_weight)
     positions = [i for i, v in enumerate(row) if v != 0.0]
     return {"positions": positions, "values": [row[i] for i in positions], "extra": sample_extra(result)}
+
+
+# Per-sample values of a monitor answer (veRL's validation): key -> the own loop's metric of their mean.
+MONITOR_KEYS: dict[str, str] = {"monitor_reward_score": "monitor/reward_score", "monitor_eval_score": "monitor/eval_score",
+                                "monitor_gap": "monitor/gap"}
+
+
+def monitor_sample(
+    tokenizer, response_ids: Sequence[int], eos_ids: Sequence[int], prompt: str, rubric: Any, judges: MonitorJudges,
+) -> dict[str, float]:
+    """One held-out answer scored by both monitor judges: ``{monitor_reward_score, monitor_eval_score, monitor_gap}``.
+
+    The text is the one the reward would judge (up to the first end token, decoded as the own
+    rollout decodes); :func:`r2_write.rl.monitor.score_answers` cuts the final answer out of it.
+    The mean over the held-out answers of each value is the own loop's ``monitor/*`` metric (the
+    gap is linear, so the mean gap is the gap of the means).
+    """
+    n, _ = response_cut(list(response_ids), eos_ids)
+    text, _ = decode_with_offsets(tokenizer, [int(t) for t in response_ids[:n]])
+    metrics = monitor_metrics(score_answers(judges, [prompt], [text], [rubric]))
+    return {key: float(metrics[name]) for key, name in MONITOR_KEYS.items()}
 
 
 def sample_extra(result: dict) -> dict[str, float]:
@@ -156,23 +184,34 @@ METRIC_MAP: dict[str, str] = {
     "timing_s/reward": "time/reward",
     "timing_s/update_actor": "time/update",
     "timing_s/update_critic": "time/critic_update",
+    "timing_s/testing": "time/monitor",              # veRL's validation is the monitor's measurement
 }
+
+# veRL's validation metric of a monitor key: val-<core|aux>/<data source>/<key>/mean@<n> (n = 1 answer per prompt).
+_MONITOR_VAL = re.compile(rf"^val-(?:core|aux)/{re.escape(MONITOR_SOURCE)}/(?P<key>[^/]+)/(?P<stat>[^/]+)$")
 
 
 def rename_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """One veRL step's metrics under the own loop's names (:data:`METRIC_MAP`); others as ``verl/<name>``.
 
     Own-loop names that the reward manager already produced (``reward/*``, ``response/*``) stay.
-    Non-numeric values are dropped.
+    Non-numeric values are dropped. veRL's validation means of the monitor's keys become
+    ``monitor/*`` (:data:`MONITOR_KEYS`); its other validation numbers of the monitor's prompts
+    (the sum of their token rewards, 0: a held-out answer is not rewarded) are dropped.
 
     >>> rename_metrics({"critic/score/mean": 0.5, "actor/ppo_kl": 0.01, "reward/process": 0.1, "note": "x"})
     {'reward/mean': 0.5, 'verl/actor/ppo_kl': 0.01, 'reward/process': 0.1}
+    >>> rename_metrics({"val-aux/r2_write_monitor/monitor_gap/mean@1": 1.5, "val-core/r2_write_monitor/reward/mean@1": 0.0})
+    {'monitor/gap': 1.5}
     """
     out = {}
     for key, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        if key in METRIC_MAP:
+        if match := _MONITOR_VAL.match(key):
+            if match["key"] in MONITOR_KEYS and match["stat"].startswith("mean@"):
+                out[MONITOR_KEYS[match["key"]]] = float(value)
+        elif key in METRIC_MAP:
             out[METRIC_MAP[key]] = float(value)
         elif key.startswith(("reward/", "response/")):
             out[key] = float(value)
