@@ -33,10 +33,16 @@ STUB = textwrap.dedent('''\
         ckpt = pathlib.Path(opts["trainer.default_local_dir"])
         (ckpt / "global_step_2" / "actor").mkdir(parents=True, exist_ok=True)
         (ckpt / "latest_checkpointed_iteration.txt").write_text("2")
+        every = int(opts["trainer.test_freq"])  # the monitor: veRL's validation metrics every test_freq steps
         with open(os.environ["VERL_FILE_LOGGER_PATH"], "w") as f:
             for step in (1, 2):
-                f.write(json.dumps({{"step": step, "data": {{"critic/score/mean": 0.1 * step, "actor/ppo_kl": 0.01,
-                                                            "reward/format_violations": 1.0}}}}) + "\\n")
+                data = {{"critic/score/mean": 0.1 * step, "actor/ppo_kl": 0.01, "reward/format_violations": 1.0}}
+                if every > 0 and step % every == 0:
+                    data.update({{"timing_s/testing": 3.0, "val-core/r2_write_monitor/reward/mean@1": 0.0,
+                                 "val-aux/r2_write_monitor/monitor_reward_score/mean@1": 6.0 + step,
+                                 "val-aux/r2_write_monitor/monitor_eval_score/mean@1": 5.0,
+                                 "val-aux/r2_write_monitor/monitor_gap/mean@1": 1.0 + step}})
+                f.write(json.dumps({{"step": step, "data": data}}) + "\\n")
     elif args[:2] == ["-m", "verl.model_merger"]:
         target = pathlib.Path(args[args.index("--target_dir") + 1]); target.mkdir(parents=True)
         shutil.copy(os.environ["STUB_MODEL"] + "/config.json", target / "config.json")
@@ -140,3 +146,27 @@ def test_the_ppo_pipeline_stops_in_seconds_without_veRLs_environment(tmp_path, t
                                         r"python not found\): build it with `make verl-env`"):
         SequentialRunner().run(create_pipeline(), catalog)
     assert time.perf_counter() - start < 10
+
+
+def test_with_the_monitor_on_the_node_holds_out_prompts_and_logs_monitor_metrics(tmp_path, project_params, llm_params,
+                                                                                tiny_model_dir, stub_python):
+    """The held-out prompts become veRL's validation set (out of training), test_freq is monitor.every, and veRL's
+    validation metrics come back as the own loop's monitor/* in the history and the MLflow metrics."""
+    from r2_write.rl.monitor import MonitorParams, split_prompts
+
+    out = tmp_path / "ppo"
+    verl = {"python": str(stub_python), "n_gpus_per_node": 1, "ulysses_sequence_parallel_size": 1}
+    params = {**VERL_TINY, "batch_size": 1, "mini_batch_size": 1, "output_dir": str(out), "verl": verl,
+              "monitor": {"every": 2, "prompts": 1}}
+    _, history, metrics = run_node(project_params, llm_params, tiny_model_dir, params)
+    run = out / "verl"
+    prompts = list(rl_set(project_params)["prompt"])
+    train, _, held, _ = split_prompts(prompts, None, MonitorParams(every=2, prompts=1))
+    assert [e["prompt_text"] for e in pd.read_parquet(run / "val.parquet")["extra_info"]] == held
+    assert [e["prompt_text"] for e in pd.read_parquet(run / "train.parquet")["extra_info"]] == train
+    overrides = yaml.safe_load((run / "overrides.yaml").read_text())
+    assert overrides["trainer.test_freq"] == 2 and overrides["data.val_files"] == str((run / "val.parquet").resolve())
+    assert history["monitor/gap"].isna().tolist() == [True, False] and history["monitor/gap"].iloc[1] == 3.0
+    assert history["monitor/reward_score"].iloc[1] == 8.0 and history["time/monitor"].iloc[1] == 3.0
+    assert [m["value"] for m in metrics["ppo/monitor/gap"]] == [3.0]
+    assert not any("r2_write_monitor" in name for name in metrics)  # the empty reward sum of held-out answers is dropped
