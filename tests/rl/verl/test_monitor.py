@@ -235,3 +235,13 @@ def test_the_metric_map_gives_monitor_metrics_from_a_veRL_log_line(tmp_path):
     assert steps[1] == {"reward/mean": 0.2}
     assert steps[2] == {"reward/mean": 0.3, "time/monitor": 41.5, "monitor/reward_score": 6.5,
                         "monitor/eval_score": 4.0, "monitor/gap": 2.5}
+
+
+def test_the_held_out_prompts_count_against_one_veRL_step(tmp_path, tiny_model_dir):
+    """6 prompts, 3 held out: 3 left, fewer than the 4 prompts one step takes."""
+    from r2_write.rl.verl.launch import VerlError
+
+    cfg = monitor_cfg(output_dir=str(tmp_path / "ppo"), batch_size=4, mini_batch_size=4)
+    with pytest.raises(VerlError, match=r"^ppo: the RL set has 3 training prompts \(after the 3 the monitor holds out\), "
+                                        r"fewer than one veRL step takes"):
+        prepare_run(tiny_model_dir, PROMPTS, [None] * len(PROMPTS), cfg, ProcessRewardConfig(), {"function": "x:y"})

@@ -96,7 +96,8 @@ def prepare_run(
     """Write the run directory (dataset, spec, overrides, command); returns ``(command, run_dir)``."""
     prompts, rubrics, held_prompts, held_rubrics = split_prompts(prompts, rubrics, cfg.monitor, f"{variant}.monitor")
     if len(prompts) < cfg.prompts_per_step:  # veRL's dataloader drops a partial batch: no step at all
-        raise VerlError(f"{variant}: the RL set has {len(prompts)} prompts, fewer than one veRL step takes "
+        held = f" training prompts (after the {len(held_prompts)} the monitor holds out)" if held_prompts else " prompts"
+        raise VerlError(f"{variant}: the RL set has {len(prompts)}{held}, fewer than one veRL step takes "
                         f"({variant}.batch_size / rollouts_per_prompt = {cfg.prompts_per_step})")
     out = Path(cfg.output_dir)
     run_dir = out / "verl"
