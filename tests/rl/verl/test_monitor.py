@@ -245,3 +245,18 @@ def test_the_held_out_prompts_count_against_one_veRL_step(tmp_path, tiny_model_d
     with pytest.raises(VerlError, match=r"^ppo: the RL set has 3 training prompts \(after the 3 the monitor holds out\), "
                                         r"fewer than one veRL step takes"):
         prepare_run(tiny_model_dir, PROMPTS, [None] * len(PROMPTS), cfg, ProcessRewardConfig(), {"function": "x:y"})
+
+
+def test_veRLs_fit_validates_on_the_lines_the_monitor_relies_on():
+    """fit validates every test_freq steps (and after the last), not before training when val_before_train is false;
+    _validate rewards through compute_rm_score with use_rm. A veRL that moves these lines fails here, not on a GPU."""
+    import inspect
+
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+    fit, validate = inspect.getsource(RayPPOTrainer.fit), inspect.getsource(RayPPOTrainer._validate)
+    assert 'if self.config.trainer.get("val_before_train", True):' in fit
+    assert "is_last_step or self.global_steps % self.config.trainer.test_freq == 0" in fit
+    assert 'with marked_timer("testing", timing_raw' in fit  # -> timing_s/testing -> time/monitor
+    assert 'if self.use_rm and "rm_scores" not in test_output_gen_batch_padded.batch.keys():' in validate
+    assert "reward_tensor, reward_extra_info = extract_reward(test_batch)" in validate

@@ -4,6 +4,9 @@ One table, :data:`PPO_KEYS`, maps each PPO setting to its veRL key(s); :data:`SC
 the ``ppo.verl`` block; :data:`FIXED` holds what the project's recipe always sets (the
 token-level reward path, in-reward k1 KL as the own loop, GAE). :func:`verl_overrides`
 applies all three and :func:`hydra_args` writes them as ``key=value`` command-line overrides.
+The over-optimisation monitor (``ppo.monitor``) is veRL's validation: ``monitor.every`` is
+``trainer.test_freq``, the held-out prompts are ``data.val_files`` (``val_file``), and the
+validation samples as training (``val_kwargs``, one answer per prompt).
 ``tests/rl/verl/test_overrides.py`` composes them against the installed veRL's
 ``ppo_trainer.yaml`` (no unknown key) and runs veRL's ``validate_config`` on the result.
 
