@@ -178,11 +178,18 @@ SLOW_SEEDS, SPREAD = (100, 101, 102, 103, 104, 105), 2.0
 
 def slow_results(bench, work, cache_dir, **overrides) -> list[dict]:
     """The SLOW_SEEDS of ppo and ppo_outcome with the benchmark's settings (plus ``overrides``)."""
+    import torch
+
     settings = bench.Settings(seeds=len(SLOW_SEEDS), **overrides)
     data = bench.split(settings)
-    sft_dir = bench.warm_start(settings, data["sft"], cache_dir)  # trained once per SFT settings, then reused
-    return [bench.run_seed(settings, seed, sft_dir, data, work, variants=("ppo", "ppo_outcome"))
-            for seed in SLOW_SEEDS]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the benchmark runs (a tiny model: more threads only wait on each other)
+    try:
+        sft_dir = bench.warm_start(settings, data["sft"], cache_dir)  # trained once per SFT settings, then reused
+        return [bench.run_seed(settings, seed, sft_dir, data, work, variants=("ppo", "ppo_outcome"))
+                for seed in SLOW_SEEDS]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def failed_predictions(results: list[dict], full_run: dict) -> list[str]:
