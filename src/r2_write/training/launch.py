@@ -28,7 +28,7 @@ On a machine without CUDA the processes use gloo on CPU: the launcher adds ``--m
 (accelerate's multi-process launcher, torchrun) and ``ACCELERATE_USE_CPU=true``
 (``accelerate launch --cpu`` alone starts one process only). On several machines, run the same
 ``kedro run`` on machine 0 and, on every other machine, the printed worker command with its
-``--machine_rank`` (see README, "Multi-node"); the run directory must be on a shared filesystem.
+``--machine_rank`` (docs/training.md, "Multi-node"); the run directory must be on a shared filesystem.
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ def refuse_multiprocess_kedro() -> None:
             f"kedro run was started in {world} processes (WORLD_SIZE={world}): run it as one process "
             f"(`kedro run` or `python -m r2_write`) and set the training stage's launch block instead, e.g. "
             f"--params \"ppo.launch.num_processes=8,ppo.launch.config_file=conf/accelerate/fsdp.yaml\"; "
-            f"the PPO/SFT/GRPO node then starts `accelerate launch` itself (README: Distributed training)"
+            f"the PPO/SFT/GRPO node then starts `accelerate launch` itself (docs/training.md: Distributed training)"
         )
 
 
