@@ -2,7 +2,7 @@
 warm-start trajectories and the measurements, shared by ``benchmarks/reflection_claims.py`` and its tests.
 
 Only the *model* is small and made here. The task, its rubric and its rule judge are
-:mod:`r2_write.tasks.keywords` (English prompts: a note on a topic with three required words
+:mod:`r2_write.benchmark_tasks.keywords` (English prompts: a note on a topic with three required words
 under a word limit); the trajectory format and parser are :mod:`r2_write.trajectory`; the
 reward, PPO and GRPO are the project's. The policy is:
 
@@ -35,7 +35,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from r2_write.tasks.keywords import (
+from r2_write.benchmark_tasks.keywords import (
     EN_LIMITS,
     EN_TOPICS,
     EN_WORDS,
@@ -75,7 +75,7 @@ def spaced(text: str) -> str:
 
 
 def task_prompt(spec: KeywordSpec) -> str:
-    """The keyword task's user prompt (:func:`r2_write.tasks.keywords.prompt_text`), spaced."""
+    """The keyword task's user prompt (:func:`r2_write.benchmark_tasks.keywords.prompt_text`), spaced."""
     return spaced(prompt_text(spec))
 
 
@@ -282,7 +282,7 @@ def measure_completion(text: str, spec: KeywordSpec, truncated: bool = False) ->
         so far), ``draft_incomplete`` (None if malformed), ``useful`` (the draft is incomplete and
         the first step improves it; None unless the draft is incomplete).
     """
-    from r2_write.tasks.keywords import has_word
+    from r2_write.benchmark_tasks.keywords import has_word
 
     bad = truncated or format_error(text) is not None
     out = {"malformed": bad, "outcome": 1.0, "reflections": text.count("<reflection>"), "steps": 0, "redundant": 0,

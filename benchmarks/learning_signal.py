@@ -1,8 +1,8 @@
 """Does the RL stack learn? SFT warm start, then PPO (process reward), PPO (outcome only) and GRPO on a verifiable task.
 
-The task is :mod:`r2_write.tasks.keywords`: a short note on a topic that uses three given
+The task is :mod:`r2_write.benchmark_tasks.keywords`: a short note on a topic that uses three given
 words under a length limit (English: words; Chinese: characters), judged by code
-(:func:`~r2_write.tasks.keywords.keyword_judge`, the LLM judge's interface). One run:
+(:func:`~r2_write.benchmark_tasks.keywords.keyword_judge`, the LLM judge's interface). One run:
 
 1. builds disjoint SFT / RL-training / held-out prompt sets from one seed;
 2. SFTs the base model on warm-start trajectories (:func:`make_sft_examples`) with the project's
@@ -45,7 +45,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 import torch  # noqa: E402
 
 from r2_write.rewards.process import ProcessRewardConfig, outcome_reward_fn, process_reward_fn  # noqa: E402
-from r2_write.tasks.keywords import keyword_judge, make_prompts, make_sft_examples  # noqa: E402
+from r2_write.benchmark_tasks.keywords import keyword_judge, make_prompts, make_sft_examples  # noqa: E402
 from r2_write.trajectory import parse  # noqa: E402
 
 VARIANTS = ("ppo", "ppo_outcome", "grpo")

@@ -8,7 +8,7 @@ R2-Write claims that PPO with its process reward, against outcome-only PPO,
 
 ``benchmarks/learning_signal.py`` runs the real 135M policy and cannot rank the rewards: its
 held-out score is dominated by format breaks. Here the *mechanism* is measured instead. The
-task, rubric and rule judge are the keyword task (:mod:`r2_write.tasks.keywords`); the policy
+task, rubric and rule judge are the keyword task (:mod:`r2_write.benchmark_tasks.keywords`); the policy
 is a from-scratch 2-layer Llama over a word-level tokenizer (``benchmarks/claims_task.py``),
 SFT-warm-started on trajectories that mix, on purpose, drafts missing a required word and
 complete drafts, each with or without a reflection->revision step. Everything after the model
@@ -209,7 +209,7 @@ def warm_start(settings: Settings, rows: list[dict], work: Path) -> str:
 def signed_process_reward(settings: Settings):
     """The project's process reward (``--process-sign -1``: every process reward negated, a regression check)."""
     from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn
-    from r2_write.tasks.keywords import keyword_judge
+    from r2_write.benchmark_tasks.keywords import keyword_judge
 
     reward = process_reward_fn(keyword_judge, ProcessRewardConfig())
     if settings.process_sign == 1.0:
@@ -260,7 +260,7 @@ def train_grpo(settings: Settings, sft_dir: str, rows: list[dict], seed: int,
                work: Path) -> tuple[dict[int, str], list[dict]]:
     """Train the GRPO variant (TRL) with the outcome reward; return ``{step: checkpoint dir}`` and the per-step log."""
     from r2_write.rewards.process import ProcessRewardConfig, outcome_reward_fn
-    from r2_write.tasks.keywords import keyword_judge
+    from r2_write.benchmark_tasks.keywords import keyword_judge
     from r2_write.training.grpo import GRPOParams, train_grpo as project_train_grpo
 
     out_dir = work / "grpo"
@@ -455,7 +455,7 @@ def incentives(settings: Settings) -> dict[str, dict[str, float]]:
     import random
 
     from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn, token_rewards
-    from r2_write.tasks.keywords import KeywordSpec, keyword_judge
+    from r2_write.benchmark_tasks.keywords import KeywordSpec, keyword_judge
 
     cfg, spec = ProcessRewardConfig(), KeywordSpec("en", ct.WORDS[:3], 25, ct.TOPICS[0])
     reward = process_reward_fn(keyword_judge, cfg)

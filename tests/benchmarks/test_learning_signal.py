@@ -8,7 +8,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn
-from r2_write.tasks.keywords import keyword_judge, make_prompts, make_sft_examples
+from r2_write.benchmark_tasks.keywords import keyword_judge, make_prompts, make_sft_examples
 from tests.benchmarks._load import load_benchmark
 
 

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from r2_write.rewards.process import ProcessRewardConfig, process_reward_fn
-from r2_write.tasks.keywords import KeywordSpec, keyword_judge
+from r2_write.benchmark_tasks.keywords import KeywordSpec, keyword_judge
 from r2_write.trajectory import format_error
 from tests.benchmarks._load import load_benchmark
 
