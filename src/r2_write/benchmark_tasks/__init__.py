@@ -1,1 +1,1 @@
-"""Verifiable writing tasks built by code, with rule-based judges (learning-signal checks)."""
+"""Benchmark tasks: verifiable writing tasks built by code, with rule-based judges (benchmarks/learning_signal.py, benchmarks/reflection_claims.py)."""
