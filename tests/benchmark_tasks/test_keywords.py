@@ -7,8 +7,8 @@ import re
 import pytest
 
 from r2_write.rubrics.schema import BANDS, Criterion
-from r2_write.tasks import keywords as kw
-from r2_write.tasks.keywords import (
+from r2_write.benchmark_tasks import keywords as kw
+from r2_write.benchmark_tasks.keywords import (
     KeywordSpec,
     criterion_scores,
     good_text,

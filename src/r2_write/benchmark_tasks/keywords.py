@@ -36,7 +36,7 @@ from r2_write.trajectory import Segment, Trajectory, render, split_thinking
 
 # ----------------------------------------------------------------------------- word lists
 # Short, common words; no keyword occurs in a topic, a template or a filler sentence
-# (checked by tests/tasks/test_keywords.py), so a text has a word only where it was put.
+# (checked by tests/benchmark_tasks/test_keywords.py), so a text has a word only where it was put.
 
 EN_TOPICS = (
     "the sea", "a rainy day", "my garden", "a school trip", "breakfast", "the park",
