@@ -22,7 +22,7 @@ TINY = ",".join(
         "filtering.num_prompts=1", "filtering.k=2", "filtering.max_new_tokens=8",
         "filtering.rule.low=1", "filtering.rule.high=10", "filtering.rule.min_spread=0",
         "scoring.min_final_score=1", "scoring.require_improvement=false",
-        "sft.max_steps=1", "sft.max_length=96", "sft.per_device_train_batch_size=1",
+        "sft.max_steps=1", "sft.max_length=192", "sft.per_device_train_batch_size=1",
         # ppo.* reaches the ppo_outcome ablation too (derived from ppo in code)
         *[f"ppo.{k}" for k in ("total_steps=1", "batch_size=1", "mini_batch_size=1", "max_new_tokens=8", "save_every=0")],
         "grpo.max_steps=1", "grpo.per_device_train_batch_size=2", "grpo.num_generations=2", "grpo.max_completion_length=8",

@@ -98,9 +98,16 @@ def test_sft_node_drops_overlong_examples_and_logs_them(tiny_model_dir, monkeypa
     import pandas as pd
     from transformers import AutoTokenizer
 
+    import logging
+
     import r2_write.pipelines.sft.nodes as nodes
     from r2_write.training.sft import example_lengths
 
+    # a logging.config.dictConfig run earlier in this process (Kedro's, a library's) may have disabled the logger
+    node_log = logging.getLogger(nodes.__name__)
+    monkeypatch.setattr(node_log, "disabled", False)
+    monkeypatch.setattr(node_log, "propagate", True)
+    caplog.set_level(logging.WARNING, logger=nodes.__name__)
     completions = [c * (i + 1) for i, c in enumerate(COMPLETIONS)]
     lengths = example_lengths(AutoTokenizer.from_pretrained(tiny_model_dir), PROMPTS, completions)
     trained = {}
