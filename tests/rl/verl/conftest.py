@@ -38,3 +38,27 @@ def llm_params() -> dict:
     """Roles on a model name only: the stub veRL never calls the judge."""
     role = {"backend": "transformers", "model": "fake-model", "cache_path": None}
     return {r: dict(role) for r in ("writer", "rubric_writer", "judge", "policy")}
+
+
+def local_reward_loop_manager(config, monkeypatch):
+    """veRL's ``RewardLoopManager`` over one ``RewardLoopWorker`` (our ``ProcessRewardManager``), its Ray calls
+    made in this process: ``compute_rm_score`` runs veRL's own reward path without a Ray cluster."""
+    from functools import partial
+    from types import SimpleNamespace
+
+    from verl.experimental.reward_loop import reward_loop
+    from verl.trainer.ppo.reward import resolve_reward_manager_cls
+
+    worker = reward_loop.RewardLoopWorker(config)  # loads ProcessRewardManager from reward.reward_manager.*
+
+    class Local:
+        class compute_score_batch:  # noqa: N801 - the shape of a Ray actor method
+            @staticmethod
+            def remote(chunk):
+                return worker.loop.run_until_complete(worker.compute_score_batch(chunk))
+
+    monkeypatch.setattr(reward_loop.ray, "get", lambda refs: refs)
+    manager = SimpleNamespace(reward_model_manager=None, reward_loop_workers=[Local()],
+                              reward_manager_cls=resolve_reward_manager_cls(config))
+    manager.compute_rm_score = partial(reward_loop.RewardLoopManager.compute_rm_score, manager)
+    return manager

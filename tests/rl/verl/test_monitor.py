@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 from types import SimpleNamespace
 
 import pandas as pd
@@ -29,7 +28,7 @@ from r2_write.rl.verl.launch import prepare_run
 from r2_write.rl.verl.overrides import hydra_args, verl_overrides
 from r2_write.rl.verl.rewards import rename_metrics, steps_from_log
 from tests.fakes import FakeBackend, make_client, user_text
-from tests.rl.verl.conftest import compose
+from tests.rl.verl.conftest import compose, local_reward_loop_manager
 
 PROMPTS = [f"Write piece number {i}." for i in range(6)]
 MONITOR = {"every": 2, "prompts": 3}
@@ -157,8 +156,6 @@ def test_veRLs_validation_scores_the_held_out_answers_with_both_judges_as_monito
         tmp_path, tiny_model_dir, project_params, monitor_llm, judges, monkeypatch):
     from torchdata.stateful_dataloader import StatefulDataLoader
     from transformers import AutoTokenizer
-    from verl.experimental.reward_loop import reward_loop
-    from verl.trainer.ppo.reward import resolve_reward_manager_cls
     from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 
     from r2_write.rl.verl.launch import eos_ids
@@ -177,18 +174,7 @@ def test_veRLs_validation_scores_the_held_out_answers_with_both_judges_as_monito
     data_cfg = OmegaConf.create(OmegaConf.to_container(config.data, resolve=True))
     data_cfg.cache_dir = str(tmp_path / "cache")
     val_set = RLHFDataset(data_files=[config.data.val_files], tokenizer=tokenizer, config=data_cfg)
-    worker = reward_loop.RewardLoopWorker(config)  # loads ProcessRewardManager from reward.reward_manager.*
-
-    class Local:
-        class compute_score_batch:  # noqa: N801 - the shape of a Ray actor method
-            @staticmethod
-            def remote(chunk):
-                return worker.loop.run_until_complete(worker.compute_score_batch(chunk))
-
-    monkeypatch.setattr(reward_loop.ray, "get", lambda refs: refs)
-    manager = SimpleNamespace(reward_model_manager=None, reward_loop_workers=[Local()],
-                              reward_manager_cls=resolve_reward_manager_cls(config))
-    manager.compute_rm_score = partial(reward_loop.RewardLoopManager.compute_rm_score, manager)
+    manager = local_reward_loop_manager(config, monkeypatch)
     trainer = ProcessRewardTrainer.__new__(ProcessRewardTrainer)  # veRL's trainer without its Ray workers
     trainer.config, trainer.tokenizer, trainer.use_rm, trainer.global_steps = config, tokenizer, True, 2
     trainer.val_dataloader = StatefulDataLoader(val_set, batch_size=len(val_set), collate_fn=collate_fn)

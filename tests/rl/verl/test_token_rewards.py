@@ -29,7 +29,7 @@ from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.rollout import decode_with_offsets, response_mask
 from r2_write.rl.verl.overrides import hydra_args, verl_overrides
 from r2_write.rewards.spec import build_reward
-from tests.rl.verl.conftest import compose
+from tests.rl.verl.conftest import compose, local_reward_loop_manager
 
 PROMPTS = ["Plan a lesson on tides.", "Write an ad.", "Write a memo.", "Describe rain."]
 TEXTS = [
@@ -111,21 +111,9 @@ def verl_batch(batch):
 
 def verl_token_level_scores(config, data, monkeypatch) -> torch.Tensor:
     """veRL's own reward code from the batch to ``token_level_scores``; its Ray calls run in this process."""
-    from verl.experimental.reward_loop import reward_loop
-    from verl.trainer.ppo.reward import extract_reward, resolve_reward_manager_cls
+    from verl.trainer.ppo.reward import extract_reward
 
-    worker = reward_loop.RewardLoopWorker(config)  # loads ProcessRewardManager from reward.reward_manager.*
-
-    class Local:
-        class compute_score_batch:  # noqa: N801 - the shape of a Ray actor method
-            @staticmethod
-            def remote(chunk):
-                return worker.loop.run_until_complete(worker.compute_score_batch(chunk))
-
-    monkeypatch.setattr(reward_loop.ray, "get", lambda refs: refs)
-    manager = SimpleNamespace(reward_model_manager=None, reward_loop_workers=[Local()],
-                              reward_manager_cls=resolve_reward_manager_cls(config))
-    rm_output = reward_loop.RewardLoopManager.compute_rm_score(manager, data)
+    rm_output = local_reward_loop_manager(config, monkeypatch).compute_rm_score(data)
     reward_tensor, extra = extract_reward(data.union(rm_output))
     return reward_tensor, extra
 
