@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from r2_write.llm.loading import load_backbone, load_causal_lm, load_tokenizer  # noqa: F401 (the one loader)
+from r2_write.llm.loading import load_backbone, load_causal_lm, load_tokenizer
 from r2_write.rl.ppo_config import PPOConfig
 from r2_write.rl.utils import entropy_from_logits, logprobs_from_logits
 from r2_write.runs import STATE_FILE

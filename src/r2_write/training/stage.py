@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from r2_write.llm.cache import model_identity
-from r2_write.rewards.spec import build_reward, reward_spec  # noqa: F401 (the stage's reward, one home)
 from r2_write.runs import checkpoint_dir, run_key, training_settings
 from r2_write.tracking import NestedRunLogger
 from r2_write.training.reuse import reuse_or_train
